@@ -1,0 +1,48 @@
+# The MLOps loop. `make` alone lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit lint format typecheck bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml requirements.lock
+	@echo "==> creating $(VENV) and installing the pinned stack (about 3 minutes on a fresh machine)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -c requirements.lock -e ".[dev]" \
+		| awk '/^(Collecting|Successfully)/ {print "    " $$0; fflush()}'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## create .venv and install the pinned stack
+
+demo: $(STAMP) ## run the training pipeline on the synthetic baseline, then show a bad batch being refused
+	$(BIN)/mlops demo
+
+test: $(STAMP) ## run every test (unit, model, integration, e2e) against the real local services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## run the fast tests only
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## format the code
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) ## time validation and materialization for 100k and 1M rows
+	$(BIN)/python benchmarks/ingest.py
+
+clean: ## remove the local state directory (.mlops) — keeps .venv
+	rm -rf .mlops

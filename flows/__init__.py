@@ -1,0 +1,1 @@
+"""Prefect flows: the DAGs. They only compose tasks."""

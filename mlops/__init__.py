@@ -1,0 +1,1 @@
+"""The core library of the MLOps loop: pure, typed logic with no Prefect imports."""

@@ -1,0 +1,199 @@
+"""The `mlops` command: the human entry point to the pipeline.
+
+Heavy imports (Prefect, Great Expectations, Feast) happen inside the commands that
+need them, so `mlops --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mlops.errors import PipelineError
+from mlops.settings import RowPolicy, Settings, get_settings
+
+if TYPE_CHECKING:
+    from flows.training import TrainingPipelineResult
+
+DEFAULT_SPEC = Path("datasets/card_fraud.yaml")
+
+app = typer.Typer(help="A self-healing model pipeline on Prefect 3.", no_args_is_help=True)
+data_app = typer.Typer(help="Generate, profile and replay data batches.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Run the training pipeline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _use_local_prefect(settings: Settings) -> None:
+    """Keep Prefect's own state under the state directory unless the user chose otherwise.
+
+    Prefect reads PREFECT_* at import, so this runs before the first Prefect import.
+    """
+    if "prefect" in sys.modules:
+        return
+    if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
+        settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(settings.prefect_home)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@data_app.command("generate")
+def data_generate(
+    scenario: Annotated[str, typer.Option(help="baseline | covariate-shift | concept-shift | bad-batch")],
+    rows: Annotated[int, typer.Option(min=1, help="Number of transactions.")],
+    out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
+    start: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="First timestamp (UTC).")
+    ] = datetime(2026, 1, 1),
+    days: Annotated[float, typer.Option(min=0.01, help="Length of the period covered.")] = 7.0,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: derived from scenario and start).")] = None,
+    defect: Annotated[
+        list[str] | None,
+        typer.Option(help="With bad-batch: inject only these defects (repeatable)."),
+    ] = None,
+) -> None:
+    """Write a seeded synthetic card-fraud batch for a named scenario."""
+    from mlops.synthetic import Defect, Scenario, generate, write_batch
+
+    try:
+        chosen = Scenario(scenario)
+        defects = [Defect(d) for d in defect] if defect else None
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
+    frame = generate(chosen, rows, start.replace(tzinfo=UTC), days=days, seed=seed, defects=defects)
+    path = write_batch(frame, out)
+    typer.echo(f"wrote {len(frame):,} rows ({chosen.value}) to {path}")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    data: Annotated[Path | None, typer.Option(help="Raw batch (parquet or CSV).")] = None,
+    dataset_config: Annotated[Path, typer.Option(help="Dataset spec (YAML).")] = DEFAULT_SPEC,
+    policy: Annotated[RowPolicy | None, typer.Option(help="Override the validation policy.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run the training pipeline once; exits non-zero with the reason if a stage refuses."""
+    result = _run_pipeline(data, dataset_config, policy)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        typer.echo(_describe(result))
+
+
+def _run_pipeline(
+    data: Path | None, dataset_config: Path, policy: RowPolicy | None
+) -> TrainingPipelineResult:
+    settings = get_settings()
+    _use_local_prefect(settings)
+    from flows.training import TrainingPipelineParams, training_pipeline
+
+    params = TrainingPipelineParams(
+        data=str(data) if data else None, dataset_config=str(dataset_config), policy=policy
+    )
+    try:
+        return training_pipeline(params)
+    except PipelineError as exc:
+        raise _fail(f"pipeline stopped: {exc}") from exc
+
+
+def _describe(result: TrainingPipelineResult) -> str:
+    v, f, t = result.validation, result.features, result.training_set
+    return "\n".join(
+        [
+            "training pipeline finished",
+            f"  batch          {result.batch.sha256[:12]}  {result.batch.rows:,} rows  "
+            f"{result.batch.start:%Y-%m-%d} .. {result.batch.end:%Y-%m-%d}",
+            f"  validation     {v.verdict.value}: {len(v.outcomes) - len(v.failed)}/{len(v.outcomes)} "
+            f"expectations, {v.bad_rows:,} rows quarantined, {v.duration_s:.2f} s",
+            f"  features       {f.feature_service}: {len(f.features)} features, "
+            f"{f.rows_written:,} rows online ({f.online_store}), {f.duration_s:.2f} s",
+            f"  training set   {t.rows:,} rows, labels {t.label_counts}",
+            f"                 {t.uri}",
+        ]
+    )
+
+
+@data_app.command("profile")
+def data_profile(
+    data: Annotated[Path, typer.Option(help="The reference batch the data contract is learned from.")],
+    dataset_config: Annotated[Path, typer.Option(help="Dataset spec (YAML).")] = DEFAULT_SPEC,
+) -> None:
+    """Learn (or re-learn) the reference profile that validation suites are built from."""
+    from mlops.dataset_spec import load_spec
+    from mlops.sources import ingest_batch
+    from mlops.validation import learn_profile, save_profile
+
+    settings = get_settings()
+    try:
+        spec = load_spec(dataset_config).with_source_path(data.resolve())
+        frame, ref = ingest_batch(spec, settings)
+        path = save_profile(learn_profile(spec, frame, ref.sha256), settings)
+    except PipelineError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"reference profile for {spec.name!r} learned from {ref.sha256[:12]}: {path}")
+
+
+@data_app.command("replay")
+def data_replay(
+    quarantine_dir: Annotated[Path, typer.Argument(help="A folder under .mlops/quarantine/.")],
+) -> None:
+    """Re-validate a quarantined batch after it was fixed; if it passes, run the pipeline on it."""
+    from mlops.validation import load_manifest, mark_released
+
+    settings = get_settings()
+    try:
+        manifest = load_manifest(quarantine_dir)
+    except PipelineError as exc:
+        raise _fail(str(exc)) from exc
+    spec_file = quarantine_dir / "spec.yaml"
+    result = _run_pipeline(Path(manifest.data_file), spec_file, None)
+    mark_released(quarantine_dir, result.validation)
+    typer.echo(_describe(result))
+    typer.echo(f"released {quarantine_dir} ({settings.profile.value} profile)")
+
+
+@app.command("demo")
+def demo(
+    rows: Annotated[int, typer.Option(min=1000, help="Rows in the baseline batch.")] = 20_000,
+) -> None:
+    """Generate a baseline batch, run the pipeline on it, then show a bad batch being refused."""
+    from mlops.synthetic import Scenario, generate, write_batch
+
+    settings = get_settings()
+    demo_dir = settings.home / "demo"
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    typer.secho("1/3  generating a synthetic card-fraud baseline", bold=True)
+    baseline = write_batch(generate(Scenario.BASELINE, rows, start, days=14), demo_dir / "baseline.parquet")
+    typer.secho("2/3  running the training pipeline on it", bold=True)
+    result = _run_pipeline(baseline, DEFAULT_SPEC, None)
+    typer.echo(_describe(result))
+    typer.secho("3/3  a bad batch (nulls, out-of-range, wrong dtype, missing column, duplicates)", bold=True)
+    bad = write_batch(
+        generate(Scenario.BAD_BATCH, rows // 4, datetime(2026, 1, 15, tzinfo=UTC), days=3),
+        demo_dir / "bad_batch.parquet",
+    )
+    try:
+        _run_pipeline(bad, DEFAULT_SPEC, None)
+    except typer.Exit:
+        typer.secho("     refused as expected: nothing reached the feature store", fg=typer.colors.GREEN)
+    else:
+        raise _fail("the bad batch was accepted: the data contract is too lax")
+    typer.echo(
+        "\nInspect the runs:  make prefect-ui  (http://127.0.0.1:4200)\n"
+        "Inspect features:  make feast-ui    (http://127.0.0.1:8888)\n"
+        f"Quarantine:        {settings.quarantine_dir}"
+    )
+
+
+if __name__ == "__main__":
+    app()

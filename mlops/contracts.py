@@ -1,0 +1,126 @@
+"""Typed hand-offs between pipeline stages.
+
+Each object carries what lineage needs, so a served prediction can be traced back to
+the batch, its validation result and the feature definitions it was trained on.
+Stages pass these references (URIs, hashes, ids), never large frames.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class DatasetRef(_Frozen):
+    """An immutable batch of raw data: where it is and what exactly it contains."""
+
+    dataset: str
+    uri: str
+    sha256: str
+    rows: int
+    start: datetime | None
+    end: datetime | None
+
+
+class ExpectationOutcome(_Frozen):
+    """The verdict of one expectation of a suite on one batch."""
+
+    name: str
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected_count: int = 0
+    unexpected_percent: float | None = None
+    observed: str | None = None
+    example_keys: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class Verdict(StrEnum):
+    """What validation decided for a batch."""
+
+    ACCEPTED = "accepted"
+    ACCEPTED_WITH_QUARANTINED_ROWS = "accepted-with-quarantined-rows"
+    REJECTED = "rejected"
+
+
+class ValidationReport(_Frozen):
+    """The result of validating a batch against its learned data contract."""
+
+    dataset: str
+    batch: DatasetRef
+    suite: str
+    policy: str
+    verdict: Verdict
+    outcomes: tuple[ExpectationOutcome, ...]
+    bad_rows: int
+    clean_rows: int
+    accepted: DatasetRef | None = None
+    quarantine_dir: str | None = None
+    report_json: str | None = None
+    report_html: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """True when some rows go on to the feature stage."""
+        return self.verdict is not Verdict.REJECTED
+
+    @property
+    def failed(self) -> tuple[ExpectationOutcome, ...]:
+        """The expectations that did not hold."""
+        return tuple(o for o in self.outcomes if not o.success)
+
+    def summary(self) -> str:
+        """One paragraph a person reads in a failed flow run or a terminal."""
+        head = (
+            f"batch {self.batch.sha256[:12]} of {self.dataset!r} {self.verdict.value}: "
+            f"{len(self.outcomes) - len(self.failed)}/{len(self.outcomes)} expectations passed"
+        )
+        if self.bad_rows:
+            head += f", {self.bad_rows} bad rows"
+        lines = [head]
+        lines += [
+            f"  - {o.name}: {o.error or o.observed or f'{o.unexpected_count} unexpected'}"
+            for o in self.failed
+        ]
+        if self.report_html:
+            lines.append(f"report: {self.report_html}")
+        return "\n".join(lines)
+
+
+class FeatureSetRef(_Frozen):
+    """Features written, registered and materialized for one accepted batch."""
+
+    dataset: str
+    project: str
+    feature_service: str
+    feature_view: str
+    entity: str
+    features: tuple[str, ...]
+    offline_uri: str
+    online_store: str
+    rows_written: int
+    materialized_until: datetime
+    duration_s: float = 0.0
+
+
+class TrainingSetRef(_Frozen):
+    """A point-in-time correct training set built from the offline store."""
+
+    dataset: str
+    uri: str
+    sha256: str
+    rows: int
+    features: tuple[str, ...]
+    label: str
+    feature_service: str
+    start: datetime
+    end: datetime
+    label_counts: dict[str, int]

@@ -1,0 +1,166 @@
+"""The one settings object: every URL and path the system uses, read from `MLOPS_*`.
+
+Nothing else in the code base reads environment variables. The embedded default keeps
+all state under one directory (`.mlops/` unless `MLOPS_HOME` names another) on SQLite
+and local files; the production profile points the same code at PostgreSQL, Redis and
+S3 and refuses embedded backends.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops.errors import ConfigError
+
+
+class Profile(StrEnum):
+    """Which family of backends the system runs on."""
+
+    EMBEDDED = "embedded"
+    PRODUCTION = "production"
+
+
+class RowPolicy(StrEnum):
+    """What validation does with a batch that has bad rows."""
+
+    REJECT_BATCH = "reject-batch"
+    QUARANTINE_ROWS = "quarantine-rows"
+
+
+class ValidationSettings(BaseModel):
+    """How strict the data contract learned from the reference data is."""
+
+    policy: RowPolicy = RowPolicy.REJECT_BATCH
+    max_bad_row_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    range_margin: float = Field(
+        default=0.25,
+        ge=0.0,
+        description="Learned numeric bounds are widened by this share of the reference span.",
+    )
+    null_rate_tolerance: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Extra null share allowed on top of the reference null rate.",
+    )
+
+
+class FeastSettings(BaseModel):
+    """Where Feast keeps its registry, offline files and online values."""
+
+    project: str = "mlops"
+    online_store: Literal["sqlite", "redis", "postgres"] = "sqlite"
+    redis_connection: str = "127.0.0.1:6379,db=0"
+    registry_url: str | None = Field(
+        default=None,
+        description="SQL registry URL (postgresql+psycopg://...); a local file when unset.",
+    )
+    ttl_days: int = Field(default=365, ge=1)
+
+
+class Settings(BaseSettings):
+    """Every tunable of the system; see `.env.example` for the environment names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    profile: Profile = Profile.EMBEDDED
+    home: Path = Path(".mlops")
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://...) for table sources and production stores.",
+    )
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking/registry URI.")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    admin_token: SecretStr = SecretStr("change-me")
+    validation: ValidationSettings = ValidationSettings()
+    feast: FeastSettings = FeastSettings()
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _production_needs_real_backends(self) -> Settings:
+        if self.profile is not Profile.PRODUCTION:
+            return self
+        problems: list[str] = []
+        if not self.database_url or not self.database_url.startswith("postgresql"):
+            problems.append("MLOPS_DATABASE_URL must be a postgresql:// URL")
+        if self.tracking_uri and self.tracking_uri.startswith("sqlite"):
+            problems.append("MLOPS_TRACKING_URI must not be SQLite")
+        if self.feast.online_store == "sqlite":
+            problems.append("MLOPS_FEAST__ONLINE_STORE must be redis or postgres")
+        if self.feast.registry_url and self.feast.registry_url.startswith("sqlite"):
+            problems.append("MLOPS_FEAST__REGISTRY_URL must not be SQLite")
+        if self.admin_token.get_secret_value() == "change-me":
+            problems.append("MLOPS_ADMIN_TOKEN must not be the default secret")
+        if problems:
+            raise ValueError("production profile: " + "; ".join(problems))
+        return self
+
+    # Paths of the embedded state directory. Nothing here creates a directory:
+    # callers create what they write (no side effects at import or construction).
+    @property
+    def raw_dir(self) -> Path:
+        """Immutable copies of every ingested batch, named by content hash."""
+        return self.home / "raw"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Refused batches and rows, each with its JSON result and HTML report."""
+        return self.home / "quarantine"
+
+    @property
+    def ledger_dir(self) -> Path:
+        """One JSON record per accepted batch (the content hash is the file name)."""
+        return self.home / "ledger"
+
+    @property
+    def references_dir(self) -> Path:
+        """Reference profiles the validation suites are learned from."""
+        return self.home / "references"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast registry, offline parquet files and the SQLite online store."""
+        return self.home / "feast"
+
+    @property
+    def training_sets_dir(self) -> Path:
+        """Point-in-time training sets, named by content hash."""
+        return self.home / "training_sets"
+
+    @property
+    def prefect_home(self) -> Path:
+        """PREFECT_HOME for the embedded profile (its SQLite database and logs)."""
+        return self.home / "prefect"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """MLflow tracking URI; SQLite inside the state directory by default."""
+        return self.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def require_database_url(self) -> str:
+        """The PostgreSQL URL, or a clear error naming the setting to provide."""
+        if not self.database_url:
+            raise ConfigError("this needs PostgreSQL: set MLOPS_DATABASE_URL=postgresql://...")
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment (and `.env`)."""
+    return Settings()

@@ -1,0 +1,96 @@
+"""Task: validate a batch against the data contract learned from the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.logging import get_run_logger
+
+from mlops.contracts import DatasetRef, ValidationReport
+from mlops.dataset_spec import DatasetSpec
+from mlops.errors import DataValidationError
+from mlops.settings import RowPolicy, get_settings
+from mlops.sources import read_frame
+from mlops.validation import ReferenceProfile, learn_profile, load_profile, save_profile, validate_batch
+from tasks.artifacts import artifact_key, fmt_count
+
+
+@task(name="load-reference-profile")
+def load_reference_profile_task(spec: DatasetSpec, batch: DatasetRef) -> ReferenceProfile:
+    """The stored reference profile, or one learned from this batch when none exists yet."""
+    settings = get_settings()
+    profile = load_profile(spec, settings)
+    if profile is None:
+        frame = read_frame(_path(batch))
+        profile = learn_profile(spec, frame, batch.sha256)
+        save_profile(profile, settings)
+        get_run_logger().warning(
+            "no reference profile for %r yet: learned one from batch %s (run `mlops data profile` "
+            "to choose the reference explicitly)",
+            spec.name,
+            batch.sha256[:12],
+        )
+    return profile
+
+
+@task(name="validate-batch")
+def validate_batch_task(
+    spec: DatasetSpec,
+    batch: DatasetRef,
+    profile: ReferenceProfile,
+    policy: RowPolicy | None = None,
+) -> ValidationReport:
+    """Run the suite; a rejected batch is quarantined and stops the flow by raising."""
+    settings = get_settings()
+    if policy is not None:
+        settings = settings.model_copy(
+            update={"validation": settings.validation.model_copy(update={"policy": policy})}
+        )
+    frame = read_frame(_path(batch))
+    report = validate_batch(frame, batch, spec, profile, settings)
+    _publish(report)
+    if not report.passed:
+        raise DataValidationError(report)
+    get_run_logger().info(report.summary())
+    return report
+
+
+def _path(batch: DatasetRef) -> Path:
+    return Path(batch.uri)
+
+
+def _publish(report: ValidationReport) -> None:
+    rows = [
+        {
+            "expectation": o.name,
+            "result": "pass" if o.success else "FAIL",
+            "unexpected": fmt_count(o.unexpected_count),
+            "observed": o.error or o.observed or "",
+            "example keys": ", ".join(o.example_keys[:3]),
+        }
+        for o in sorted(report.outcomes, key=lambda o: (o.success, o.name))
+    ]
+    create_table_artifact(
+        key=artifact_key("validation", report.dataset),
+        table=rows,
+        description=f"Validation of batch {report.batch.sha256[:12]}: {report.verdict.value}",
+    )
+    failed = "\n".join(f"- `{o.name}`" for o in report.failed) or "- none"
+    create_markdown_artifact(
+        key=artifact_key("validation-summary", report.dataset),
+        markdown=(
+            f"## Validation: {report.verdict.value}\n\n"
+            f"| | |\n|---|---|\n"
+            f"| dataset | `{report.dataset}` |\n"
+            f"| batch | `{report.batch.sha256[:16]}` ({fmt_count(report.batch.rows)} rows) |\n"
+            f"| window | {report.batch.start} .. {report.batch.end} |\n"
+            f"| policy | {report.policy} |\n"
+            f"| clean / bad rows | {fmt_count(report.clean_rows)} / {fmt_count(report.bad_rows)} |\n"
+            f"| duration | {report.duration_s:.2f} s |\n"
+            f"| HTML report | `{report.report_html or '-'}` |\n\n"
+            f"### Failed expectations\n{failed}\n"
+        ),
+        description="Validation verdict",
+    )

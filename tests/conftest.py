@@ -1,0 +1,71 @@
+"""Shared fixtures: real PostgreSQL and Redis, an isolated state directory per test.
+
+Tests that need a service skip when it is unreachable on a developer machine, but
+fail loudly when `CI=true`: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from mlops.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+
+
+def _unavailable(service: str, reason: object) -> None:
+    message = f"{service} is unreachable: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: services are required, not skipped)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A short unique name for what one test creates in shared services."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-profile settings whose state directory lives in the test's tmp dir."""
+    return Settings(home=tmp_path / "state", _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def postgres_url(run_id: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"mlops_test_{run_id}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_db() -> Iterator[int]:
+    """A reachable Redis; yields a logical database number tests may use (keys are cleaned)."""
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    yield 0
+    client.close()
