@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha25
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit lint format typecheck bench clean
+.PHONY: help install demo test test-unit lint format bench prefect-ui feast-ui clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,13 @@ format: $(STAMP) ## format the code
 
 bench: $(STAMP) ## time validation and materialization for 100k and 1M rows
 	$(BIN)/python benchmarks/ingest.py
+
+prefect-ui: $(STAMP) ## serve the Prefect UI over the demo's runs (http://127.0.0.1:4200)
+	PREFECT_HOME=$(abspath $(or $(MLOPS_HOME),.mlops))/prefect $(BIN)/prefect server start \
+		--host 127.0.0.1 --port 4200 --analytics-off
+
+feast-ui: $(STAMP) ## serve the Feast UI over the demo's registry (http://127.0.0.1:8888)
+	$(BIN)/feast -c feature_repo ui --host 127.0.0.1 --port 8888
 
 clean: ## remove the local state directory (.mlops) — keeps .venv
 	rm -rf .mlops

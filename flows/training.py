@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
 from mlops.contracts import DatasetRef, FeatureSetRef, TrainingSetRef, ValidationReport
@@ -47,14 +48,21 @@ class TrainingPipelineResult(BaseModel):
 @flow(name="training-pipeline")
 def training_pipeline(
     params: TrainingPipelineParams = TrainingPipelineParams(),  # noqa: B008 - immutable default
-) -> TrainingPipelineResult:
-    """Validate a raw batch, publish its features to Feast and build the training set."""
+) -> TrainingPipelineResult | State:
+    """Validate a raw batch, publish its features to Feast and build the training set.
+
+    A refused batch ends the run Failed with the validation summary as its message;
+    nothing downstream runs.
+    """
     spec = params.spec()
     batch = ingest_batch_task(spec)
     profile = load_reference_profile_task(spec, batch)
-    report = validate_batch_task(spec, batch, profile, params.policy)
-    features = materialize_features_task(spec, profile.schema, report)
-    training_set = build_training_set_task(spec, profile.schema, features)
+    validated = validate_batch_task(spec, batch, profile, params.policy, return_state=True)
+    if validated.is_failed():
+        return Failed(message=validated.message, data=validated.result(raise_on_failure=False))
+    report: ValidationReport = validated.result()
+    features = materialize_features_task(spec, profile.feature_schema, report)
+    training_set = build_training_set_task(spec, profile.feature_schema, features)
     return TrainingPipelineResult(
         batch=batch, validation=report, features=features, training_set=training_set
     )

@@ -49,14 +49,19 @@ def _use_local_prefect(settings: Settings) -> None:
 
 @data_app.command("generate")
 def data_generate(
-    scenario: Annotated[str, typer.Option(help="baseline | covariate-shift | concept-shift | bad-batch")],
+    scenario: Annotated[
+        str, typer.Option(help="baseline | covariate-shift | concept-shift | bad-batch")
+    ],
     rows: Annotated[int, typer.Option(min=1, help="Number of transactions.")],
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
     start: Annotated[
-        datetime, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="First timestamp (UTC).")
+        datetime,
+        typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="First timestamp (UTC)."),
     ] = datetime(2026, 1, 1),
     days: Annotated[float, typer.Option(min=0.01, help="Length of the period covered.")] = 7.0,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: derived from scenario and start).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: derived from scenario and start).")
+    ] = None,
     defect: Annotated[
         list[str] | None,
         typer.Option(help="With bad-batch: inject only these defects (repeatable)."),
@@ -79,7 +84,9 @@ def data_generate(
 def pipeline_run(
     data: Annotated[Path | None, typer.Option(help="Raw batch (parquet or CSV).")] = None,
     dataset_config: Annotated[Path, typer.Option(help="Dataset spec (YAML).")] = DEFAULT_SPEC,
-    policy: Annotated[RowPolicy | None, typer.Option(help="Override the validation policy.")] = None,
+    policy: Annotated[
+        RowPolicy | None, typer.Option(help="Override the validation policy.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run the training pipeline once; exits non-zero with the reason if a stage refuses."""
@@ -113,8 +120,9 @@ def _describe(result: TrainingPipelineResult) -> str:
             "training pipeline finished",
             f"  batch          {result.batch.sha256[:12]}  {result.batch.rows:,} rows  "
             f"{result.batch.start:%Y-%m-%d} .. {result.batch.end:%Y-%m-%d}",
-            f"  validation     {v.verdict.value}: {len(v.outcomes) - len(v.failed)}/{len(v.outcomes)} "
-            f"expectations, {v.bad_rows:,} rows quarantined, {v.duration_s:.2f} s",
+            f"  validation     {v.verdict.value}: "
+            f"{len(v.outcomes) - len(v.failed)}/{len(v.outcomes)} expectations, "
+            f"{v.bad_rows:,} rows quarantined, {v.duration_s:.2f} s",
             f"  features       {f.feature_service}: {len(f.features)} features, "
             f"{f.rows_written:,} rows online ({f.online_store}), {f.duration_s:.2f} s",
             f"  training set   {t.rows:,} rows, labels {t.label_counts}",
@@ -125,7 +133,9 @@ def _describe(result: TrainingPipelineResult) -> str:
 
 @data_app.command("profile")
 def data_profile(
-    data: Annotated[Path, typer.Option(help="The reference batch the data contract is learned from.")],
+    data: Annotated[
+        Path, typer.Option(help="The reference batch the data contract is learned from.")
+    ],
     dataset_config: Annotated[Path, typer.Option(help="Dataset spec (YAML).")] = DEFAULT_SPEC,
 ) -> None:
     """Learn (or re-learn) the reference profile that validation suites are built from."""
@@ -146,20 +156,28 @@ def data_profile(
 @data_app.command("replay")
 def data_replay(
     quarantine_dir: Annotated[Path, typer.Argument(help="A folder under .mlops/quarantine/.")],
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Only re-validate; do not run the pipeline.")
+    ] = False,
 ) -> None:
     """Re-validate a quarantined batch after it was fixed; if it passes, run the pipeline on it."""
-    from mlops.validation import load_manifest, mark_released
+    from mlops.validation import load_manifest, mark_released, replay_quarantined
 
     settings = get_settings()
     try:
         manifest = load_manifest(quarantine_dir)
+        if check_only:
+            report = replay_quarantined(quarantine_dir, settings)
+            if not report.passed:
+                raise _fail(f"still refused: {report.summary()}")
+            typer.echo(f"{report.summary()}\nreleased {quarantine_dir}")
+            return
     except PipelineError as exc:
         raise _fail(str(exc)) from exc
-    spec_file = quarantine_dir / "spec.yaml"
-    result = _run_pipeline(Path(manifest.data_file), spec_file, None)
+    result = _run_pipeline(Path(manifest.data_file), quarantine_dir / "spec.yaml", None)
     mark_released(quarantine_dir, result.validation)
     typer.echo(_describe(result))
-    typer.echo(f"released {quarantine_dir} ({settings.profile.value} profile)")
+    typer.echo(f"released {quarantine_dir}")
 
 
 @app.command("demo")
@@ -173,19 +191,29 @@ def demo(
     demo_dir = settings.home / "demo"
     start = datetime(2026, 1, 1, tzinfo=UTC)
     typer.secho("1/3  generating a synthetic card-fraud baseline", bold=True)
-    baseline = write_batch(generate(Scenario.BASELINE, rows, start, days=14), demo_dir / "baseline.parquet")
+    baseline = write_batch(
+        generate(Scenario.BASELINE, rows, start, days=14), demo_dir / "baseline.parquet"
+    )
     typer.secho("2/3  running the training pipeline on it", bold=True)
     result = _run_pipeline(baseline, DEFAULT_SPEC, None)
     typer.echo(_describe(result))
-    typer.secho("3/3  a bad batch (nulls, out-of-range, wrong dtype, missing column, duplicates)", bold=True)
+    typer.secho(
+        "3/3  a bad batch (nulls, out-of-range, wrong dtype, missing column, duplicates)", bold=True
+    )
     bad = write_batch(
         generate(Scenario.BAD_BATCH, rows // 4, datetime(2026, 1, 15, tzinfo=UTC), days=3),
         demo_dir / "bad_batch.parquet",
     )
+    stores_before = _files_under(settings.feast_dir, settings.training_sets_dir)
     try:
         _run_pipeline(bad, DEFAULT_SPEC, None)
     except typer.Exit:
-        typer.secho("     refused as expected: nothing reached the feature store", fg=typer.colors.GREEN)
+        if _files_under(settings.feast_dir, settings.training_sets_dir) != stores_before:
+            raise _fail("the refused batch changed the feature store") from None
+        typer.secho(
+            "     refused as expected: quarantined; feature store and training sets unchanged",
+            fg=typer.colors.GREEN,
+        )
     else:
         raise _fail("the bad batch was accepted: the data contract is too lax")
     typer.echo(
@@ -193,6 +221,11 @@ def demo(
         "Inspect features:  make feast-ui    (http://127.0.0.1:8888)\n"
         f"Quarantine:        {settings.quarantine_dir}"
     )
+
+
+def _files_under(*roots: Path) -> dict[str, int]:
+    """Path -> size of every file of the stores (enough to see that nothing was written)."""
+    return {str(p): p.stat().st_size for root in roots for p in root.rglob("*") if p.is_file()}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ class ExpectationOutcome(_Frozen):
     observed: str | None = None
     example_keys: tuple[str, ...] = ()
     error: str | None = None
+    blocked_by: str | None = None
+    """Set when the expectation could not run because another one failed on its column
+    (a missing column, a wrong dtype): the root cause is named there, not here."""
 
 
 class Verdict(StrEnum):
@@ -77,6 +80,17 @@ class ValidationReport(_Frozen):
         """The expectations that did not hold."""
         return tuple(o for o in self.outcomes if not o.success)
 
+    def headline(self) -> str:
+        """One line for logs and state messages; `summary()` has the details."""
+        names = [o.name for o in self.failed if o.blocked_by is None]
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        line = f"batch {self.batch.sha256[:12]} of {self.dataset!r} {self.verdict.value}"
+        if names:
+            line += f": {shown} failed"
+        if self.report_html:
+            line += f"; report: {self.report_html}"
+        return line
+
     def summary(self) -> str:
         """One paragraph a person reads in a failed flow run or a terminal."""
         head = (
@@ -89,7 +103,11 @@ class ValidationReport(_Frozen):
         lines += [
             f"  - {o.name}: {o.error or o.observed or f'{o.unexpected_count} unexpected'}"
             for o in self.failed
+            if o.blocked_by is None
         ]
+        blocked = sum(1 for o in self.failed if o.blocked_by is not None)
+        if blocked:
+            lines.append(f"  ({blocked} more could not run on those broken columns)")
         if self.report_html:
             lines.append(f"report: {self.report_html}")
         return "\n".join(lines)

@@ -82,7 +82,9 @@ class DatasetSpec(BaseModel):
     @classmethod
     def _slug(cls, name: str) -> str:
         if not _SLUG.match(name):
-            raise ValueError(f"name must match {_SLUG.pattern} (it names Feast objects), got {name!r}")
+            raise ValueError(
+                f"name must match {_SLUG.pattern} (it names Feast objects), got {name!r}"
+            )
         return name
 
     @model_validator(mode="after")
@@ -92,7 +94,9 @@ class DatasetSpec(BaseModel):
             raise ValueError("entity, timestamp and label must be three different columns")
         overlap = set(self.features or ()) & set(roles)
         if overlap:
-            raise ValueError(f"features must not include the entity, timestamp or label: {sorted(overlap)}")
+            raise ValueError(
+                f"features must not include the entity, timestamp or label: {sorted(overlap)}"
+            )
         unknown = set(self.categorical or ()) - set(self.features or ())
         if self.features is not None and unknown:
             raise ValueError(f"categorical columns not among the features: {sorted(unknown)}")
@@ -116,7 +120,9 @@ class DatasetSpec(BaseModel):
         """
         missing = [c for c in (*self.key_columns, self.label) if c not in frame.columns]
         if missing:
-            raise ConfigError(f"dataset {self.name!r}: columns {missing} named by the spec are missing")
+            raise ConfigError(
+                f"dataset {self.name!r}: columns {missing} named by the spec are missing"
+            )
         roles = {self.entity, self.timestamp, self.label}
         if self.features is not None:
             absent = [c for c in self.features if c not in frame.columns]
@@ -125,7 +131,9 @@ class DatasetSpec(BaseModel):
             candidates = list(self.features)
         else:
             skipped = roles | set(self.exclude)
-            candidates = [c for c in frame.columns if c not in skipped and not str(c).startswith("__")]
+            candidates = [
+                c for c in frame.columns if c not in skipped and not str(c).startswith("__")
+            ]
         declared = set(self.categorical or ())
         numeric: list[str] = []
         categorical: list[str] = []

@@ -8,7 +8,9 @@ finds the same snapshot.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +46,19 @@ def read_frame(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise SourceError(f"data file not found: {path}")
     frame: pd.DataFrame = reader(path)
+    return frame
+
+
+def read_batch(spec: DatasetSpec, path: Path) -> pd.DataFrame:
+    """Read a stored batch with its timestamp column as UTC datetimes.
+
+    CSV has no datetime type and parquet may hold naive times: both are normalised
+    here so every stage sees one representation. Unparseable times become NaT, which
+    the validation suite reports by name rather than crashing on.
+    """
+    frame = read_frame(path)
+    if spec.timestamp in frame.columns:
+        frame[spec.timestamp] = pd.to_datetime(frame[spec.timestamp], utc=True, errors="coerce")
     return frame
 
 
@@ -85,20 +100,29 @@ def ingest_batch(spec: DatasetSpec, settings: Settings) -> tuple[pd.DataFrame, D
     target_dir.mkdir(parents=True, exist_ok=True)
     if spec.source.path is not None:
         path = spec.source.path
-        frame = read_frame(path)
+        frame = read_batch(spec, path)
         digest = sha256_file(path)
         snapshot = target_dir / f"{digest}{path.suffix.lower()}"
         if not snapshot.exists():
-            shutil.copyfile(path, snapshot)
+            staging = _staging_path(target_dir)
+            shutil.copyfile(path, staging)
+            os.replace(staging, snapshot)
     else:
         assert spec.source.table is not None
         frame = read_table(settings.require_database_url(), spec.source.table, spec.key_columns)
-        staging = target_dir / f".{spec.source.table}.parquet.partial"
+        staging = _staging_path(target_dir)
         frame.to_parquet(staging, index=False)
         digest = sha256_file(staging)
         snapshot = target_dir / f"{digest}.parquet"
-        staging.replace(snapshot)
+        os.replace(staging, snapshot)
+        frame = read_batch(spec, snapshot)
     return frame, describe_batch(spec, frame, snapshot, digest)
+
+
+def _staging_path(directory: Path) -> Path:
+    """A private name to write to before an atomic rename: a crash never leaves a
+    truncated file under a content hash."""
+    return directory / f".partial-{uuid.uuid4().hex}"
 
 
 def describe_batch(spec: DatasetSpec, frame: pd.DataFrame, uri: Path, digest: str) -> DatasetRef:
@@ -107,7 +131,10 @@ def describe_batch(spec: DatasetSpec, frame: pd.DataFrame, uri: Path, digest: st
     if spec.timestamp in frame.columns and len(frame):
         stamps = pd.to_datetime(frame[spec.timestamp], errors="coerce", utc=True).dropna()
         if len(stamps):
-            start, end = stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
+            # Python datetimes hold microseconds: round outwards so the window still
+            # contains every row.
+            start = stamps.min().floor("us").to_pydatetime()
+            end = stamps.max().ceil("us").to_pydatetime()
     return DatasetRef(
         dataset=spec.name,
         uri=str(uri),

@@ -12,7 +12,7 @@ from mlops.contracts import FeatureSetRef, TrainingSetRef, ValidationReport
 from mlops.dataset_spec import DatasetSpec, FeatureSchema
 from mlops.features import apply_and_materialize, build_training_set, write_offline_batch
 from mlops.settings import get_settings
-from mlops.sources import read_frame
+from mlops.sources import read_batch
 from tasks.artifacts import artifact_key, fmt_count
 from tasks.retry import transient_only
 
@@ -33,9 +33,9 @@ def materialize_features_task(
     settings = get_settings()
     accepted = report.accepted
     assert accepted is not None and accepted.end is not None, "validation passed without rows"
-    frame = read_frame(Path(accepted.uri))
+    frame = read_batch(spec, Path(accepted.uri))
     write_offline_batch(spec, schema, frame, accepted.sha256, settings)
-    ref = apply_and_materialize(spec, schema, settings, until=accepted.end)
+    ref = apply_and_materialize(spec, schema, settings, until=accepted.end, since=accepted.start)
     get_run_logger().info(
         "feature service %s: %s rows materialized to %s in %.2f s",
         ref.feature_service,

@@ -22,6 +22,11 @@ def ingest_batch_task(spec: DatasetSpec) -> DatasetRef:
     """Copy the batch under its content hash; retried because sources can be remote."""
     _, ref = ingest_batch(spec, get_settings())
     get_run_logger().info(
-        "ingested %s rows of %r as %s (%s .. %s)", ref.rows, spec.name, ref.sha256[:12], ref.start, ref.end
+        "ingested %s rows of %r as %s (%s .. %s)",
+        ref.rows,
+        spec.name,
+        ref.sha256[:12],
+        ref.start,
+        ref.end,
     )
     return ref

@@ -7,13 +7,20 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
+from prefect.states import Failed, State
 
 from mlops.contracts import DatasetRef, ValidationReport
 from mlops.dataset_spec import DatasetSpec
 from mlops.errors import DataValidationError
 from mlops.settings import RowPolicy, get_settings
-from mlops.sources import read_frame
-from mlops.validation import ReferenceProfile, learn_profile, load_profile, save_profile, validate_batch
+from mlops.sources import read_batch
+from mlops.validation import (
+    ReferenceProfile,
+    learn_profile,
+    load_profile,
+    save_profile,
+    validate_batch,
+)
 from tasks.artifacts import artifact_key, fmt_count
 
 
@@ -23,7 +30,7 @@ def load_reference_profile_task(spec: DatasetSpec, batch: DatasetRef) -> Referen
     settings = get_settings()
     profile = load_profile(spec, settings)
     if profile is None:
-        frame = read_frame(_path(batch))
+        frame = read_batch(spec, Path(batch.uri))
         profile = learn_profile(spec, frame, batch.sha256)
         save_profile(profile, settings)
         get_run_logger().warning(
@@ -41,24 +48,25 @@ def validate_batch_task(
     batch: DatasetRef,
     profile: ReferenceProfile,
     policy: RowPolicy | None = None,
-) -> ValidationReport:
-    """Run the suite; a rejected batch is quarantined and stops the flow by raising."""
+) -> ValidationReport | State:
+    """Run the suite; a rejected batch is quarantined and the task ends Failed.
+
+    A refusal is an expected outcome, not a crash: the task returns a Failed state whose
+    message is the readable summary (no traceback in the logs) and whose data is the
+    `DataValidationError` the caller of the flow receives.
+    """
     settings = get_settings()
     if policy is not None:
         settings = settings.model_copy(
             update={"validation": settings.validation.model_copy(update={"policy": policy})}
         )
-    frame = read_frame(_path(batch))
+    frame = read_batch(spec, Path(batch.uri))
     report = validate_batch(frame, batch, spec, profile, settings)
     _publish(report)
     if not report.passed:
-        raise DataValidationError(report)
-    get_run_logger().info(report.summary())
+        return Failed(message=report.headline(), data=DataValidationError(report))
+    get_run_logger().info(report.headline())
     return report
-
-
-def _path(batch: DatasetRef) -> Path:
-    return Path(batch.uri)
 
 
 def _publish(report: ValidationReport) -> None:
@@ -87,7 +95,8 @@ def _publish(report: ValidationReport) -> None:
             f"| batch | `{report.batch.sha256[:16]}` ({fmt_count(report.batch.rows)} rows) |\n"
             f"| window | {report.batch.start} .. {report.batch.end} |\n"
             f"| policy | {report.policy} |\n"
-            f"| clean / bad rows | {fmt_count(report.clean_rows)} / {fmt_count(report.bad_rows)} |\n"
+            f"| clean rows | {fmt_count(report.clean_rows)} |\n"
+            f"| quarantined rows | {fmt_count(report.bad_rows)} |\n"
             f"| duration | {report.duration_s:.2f} s |\n"
             f"| HTML report | `{report.report_html or '-'}` |\n\n"
             f"### Failed expectations\n{failed}\n"

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -17,12 +18,14 @@ import redis
 
 from mlops.settings import Settings
 
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 
 
-def _unavailable(service: str, reason: object) -> None:
+def _unavailable(service: str, reason: object) -> NoReturn:
     message = f"{service} is unreachable: {reason}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (CI=true: services are required, not skipped)")
@@ -61,7 +64,10 @@ def postgres_url(run_id: str) -> Iterator[str]:
 
 @pytest.fixture
 def redis_db() -> Iterator[int]:
-    """A reachable Redis; yields a logical database number tests may use (keys are cleaned)."""
+    """A reachable Redis; yields the logical database number tests use.
+
+    Tests namespace their keys (a unique Feast project per test) and remove them.
+    """
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=3)
     try:
         client.ping()

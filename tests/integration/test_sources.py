@@ -16,7 +16,9 @@ from mlops.sources import ingest_batch, sha256_file
 
 pytestmark = pytest.mark.integration
 
-SPEC = DatasetSpec(name="loans", entity="loan_id", timestamp="ts", label="defaulted", task=Task.BINARY)
+SPEC = DatasetSpec(
+    name="loans", entity="loan_id", timestamp="ts", label="defaulted", task=Task.BINARY
+)
 
 
 def _frame() -> pd.DataFrame:
@@ -31,7 +33,9 @@ def _frame() -> pd.DataFrame:
     )
 
 
-def test_file_batch_is_snapshotted_under_its_content_hash(tmp_path: Path, settings: Settings) -> None:
+def test_file_batch_is_snapshotted_under_its_content_hash(
+    tmp_path: Path, settings: Settings
+) -> None:
     source = tmp_path / "batch.csv"
     _frame().to_csv(source, index=False)
     before = source.read_bytes()

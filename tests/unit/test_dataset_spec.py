@@ -47,7 +47,11 @@ def test_load_spec_resolves_relative_source_against_the_spec_file(tmp_path: Path
 
 def test_features_are_inferred_by_dtype_and_exclusions_apply() -> None:
     spec = DatasetSpec(
-        name="visits", entity="user", timestamp="ts", label="y", task=Task.MULTICLASS,
+        name="visits",
+        entity="user",
+        timestamp="ts",
+        label="y",
+        task=Task.MULTICLASS,
         exclude=("request_id", "seen"),
     )
     schema = spec.resolve_schema(_frame())
@@ -56,7 +60,9 @@ def test_features_are_inferred_by_dtype_and_exclusions_apply() -> None:
 
 
 def test_inferred_identifier_column_is_refused_with_advice() -> None:
-    spec = DatasetSpec(name="visits", entity="user", timestamp="ts", label="y", task=Task.MULTICLASS)
+    spec = DatasetSpec(
+        name="visits", entity="user", timestamp="ts", label="y", task=Task.MULTICLASS
+    )
     frame = pd.concat([_frame()] * 30, ignore_index=True)
     frame["request_id"] = [f"r{i}" for i in range(len(frame))]
     with pytest.raises(ConfigError, match="request_id.*exclude"):
@@ -65,7 +71,11 @@ def test_inferred_identifier_column_is_refused_with_advice() -> None:
 
 def test_explicit_features_must_exist_and_be_usable() -> None:
     spec = DatasetSpec(
-        name="visits", entity="user", timestamp="ts", label="y", task=Task.MULTICLASS,
+        name="visits",
+        entity="user",
+        timestamp="ts",
+        label="y",
+        task=Task.MULTICLASS,
         features=("height", "missing_col"),
     )
     with pytest.raises(ConfigError, match="missing_col"):
@@ -84,7 +94,8 @@ def test_explicit_features_must_exist_and_be_usable() -> None:
         ("name: x\nentity: a\ntimestamp: b\nlabel: c\ntask: binary\nsource: {}\n", "exactly one"),
         ("name: x\nentity: a\ntimestamp: b\nlabel: c\ntask: binary\ncolour: red\n", "colour"),
         (
-            "name: x\nentity: a\ntimestamp: b\nlabel: c\ntask: binary\nsource: {table: 'x; drop'}\n",
+            "name: x\nentity: a\ntimestamp: b\nlabel: c\ntask: binary\n"
+            "source: {table: 'x; drop'}\n",
             "schema.name",
         ),
         ("- just\n- a list\n", "must be a mapping"),
