@@ -28,6 +28,9 @@ def _frame(rows: int = 50) -> pd.DataFrame:
     )
 
 
+VISITS = DatasetSpec(name="visits", entity="user", timestamp="ts", label="y", task=Task.MULTICLASS)
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(text)
@@ -46,23 +49,14 @@ def test_load_spec_resolves_relative_source_against_the_spec_file(tmp_path: Path
 
 
 def test_features_are_inferred_by_dtype_and_exclusions_apply() -> None:
-    spec = DatasetSpec(
-        name="visits",
-        entity="user",
-        timestamp="ts",
-        label="y",
-        task=Task.MULTICLASS,
-        exclude=("request_id", "seen"),
-    )
+    spec = VISITS.model_copy(update={"exclude": ("request_id", "seen")})
     schema = spec.resolve_schema(_frame())
     assert schema.numeric == ("height", "visits")
     assert schema.categorical == ("colour",)
 
 
 def test_inferred_identifier_column_is_refused_with_advice() -> None:
-    spec = DatasetSpec(
-        name="visits", entity="user", timestamp="ts", label="y", task=Task.MULTICLASS
-    )
+    spec = VISITS
     frame = pd.concat([_frame()] * 30, ignore_index=True)
     frame["request_id"] = [f"r{i}" for i in range(len(frame))]
     with pytest.raises(ConfigError, match="request_id.*exclude"):
@@ -70,14 +64,7 @@ def test_inferred_identifier_column_is_refused_with_advice() -> None:
 
 
 def test_explicit_features_must_exist_and_be_usable() -> None:
-    spec = DatasetSpec(
-        name="visits",
-        entity="user",
-        timestamp="ts",
-        label="y",
-        task=Task.MULTICLASS,
-        features=("height", "missing_col"),
-    )
+    spec = VISITS.model_copy(update={"features": ("height", "missing_col")})
     with pytest.raises(ConfigError, match="missing_col"):
         spec.resolve_schema(_frame())
     dated = spec.model_copy(update={"features": ("height", "seen")})
