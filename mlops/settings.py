@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.errors import ConfigError
@@ -64,6 +64,31 @@ class FeastSettings(BaseModel):
     ttl_days: int = Field(default=365, ge=1)
 
 
+class TuningSettings(BaseModel):
+    """How hard Optuna searches: the study-wide budget, pruning and the sampler's seed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_trials: int = Field(default=20, ge=1, description="Trials per study, shared by all workers.")
+    timeout_s: float | None = Field(
+        default=None, gt=0.0, description="Wall-clock limit of each worker's share of a study."
+    )
+    pruner: Literal["median", "hyperband"] = "median"
+    n_startup_trials: int = Field(
+        default=3, ge=0, description="Median pruner: complete trials before any pruning."
+    )
+    n_warmup_steps: int = Field(
+        default=2, ge=0, description="Median pruner: epochs of a trial before it may be pruned."
+    )
+    sampler_seed: int = 0
+    max_epochs: int = Field(default=30, ge=1, description="Epoch budget of one trial.")
+    patience: int = Field(default=4, ge=1, description="Early stopping inside one trial.")
+    heartbeat_interval_s: int = Field(
+        default=30, ge=1, description="A trial silent for two intervals is failed and retried."
+    )
+    max_retry: int = Field(default=1, ge=0, description="Retries of a trial whose worker died.")
+
+
 class Settings(BaseSettings):
     """Every tunable of the system; see `.env.example` for the environment names."""
 
@@ -81,11 +106,15 @@ class Settings(BaseSettings):
         description="PostgreSQL URL (postgresql://...) for table sources and production stores.",
     )
     tracking_uri: str | None = Field(default=None, description="MLflow tracking/registry URI.")
+    optuna_storage: str | None = Field(
+        default=None, description="Optuna RDB storage URL; SQLite under the state dir by default."
+    )
     s3_endpoint_url: str | None = None
     s3_bucket: str | None = None
     admin_token: SecretStr = SecretStr("change-me")
     validation: ValidationSettings = ValidationSettings()
     feast: FeastSettings = FeastSettings()
+    tuning: TuningSettings = TuningSettings()
 
     @field_validator("home")
     @classmethod
@@ -99,8 +128,10 @@ class Settings(BaseSettings):
         problems: list[str] = []
         if not self.database_url or not self.database_url.startswith("postgresql"):
             problems.append("MLOPS_DATABASE_URL must be a postgresql:// URL")
-        if self.tracking_uri and self.tracking_uri.startswith("sqlite"):
-            problems.append("MLOPS_TRACKING_URI must not be SQLite")
+        if not self.tracking_uri or self.tracking_uri.startswith("sqlite"):
+            problems.append("MLOPS_TRACKING_URI must name a tracking server or PostgreSQL")
+        if not self.optuna_storage or self.optuna_storage.startswith("sqlite"):
+            problems.append("MLOPS_OPTUNA_STORAGE must be a PostgreSQL URL")
         if self.feast.online_store == "sqlite":
             problems.append("MLOPS_FEAST__ONLINE_STORE must be redis or postgres")
         if self.feast.registry_url and self.feast.registry_url.startswith("sqlite"):
@@ -147,6 +178,16 @@ class Settings(BaseSettings):
     def prefect_home(self) -> Path:
         """PREFECT_HOME for the embedded profile (its SQLite database and logs)."""
         return self.home / "prefect"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """MLflow's artifact root in the embedded profile (models, plots, reports)."""
+        return self.home / "mlartifacts"
+
+    @property
+    def resolved_optuna_storage(self) -> str:
+        """Optuna storage URL; SQLite inside the state directory by default."""
+        return self.optuna_storage or f"sqlite:///{self.home / 'optuna.db'}"
 
     @property
     def resolved_tracking_uri(self) -> str:

@@ -50,6 +50,7 @@ def test_production_profile_refuses_embedded_backends_and_default_secret() -> No
     assert "MLOPS_DATABASE_URL" in message
     assert "MLOPS_TRACKING_URI" in message
     assert "MLOPS_FEAST__ONLINE_STORE" in message
+    assert "MLOPS_OPTUNA_STORAGE" in message
     assert "MLOPS_ADMIN_TOKEN" in message
 
 
@@ -58,6 +59,7 @@ def test_production_profile_accepts_real_backends() -> None:
         profile=Profile.PRODUCTION,
         database_url="postgresql://u@db/mlops",
         tracking_uri="postgresql+psycopg://u@db/mlflow",
+        optuna_storage="postgresql+psycopg://u@db/optuna",
         feast={"online_store": "redis", "redis_connection": "redis:6379"},
         admin_token="a-long-random-token",
         _env_file=None,
