@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha25
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit lint format bench prefect-ui feast-ui clean
+.PHONY: help install demo test test-unit lint format bench prefect-ui mlflow-ui feast-ui clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,10 @@ bench: $(STAMP) ## time validation and materialization for 100k and 1M rows
 prefect-ui: $(STAMP) ## serve the Prefect UI over the demo's runs (http://127.0.0.1:4200)
 	PREFECT_HOME=$(abspath $(or $(MLOPS_HOME),.mlops))/prefect $(BIN)/prefect server start \
 		--host 127.0.0.1 --port 4200 --analytics-off
+
+mlflow-ui: $(STAMP) ## serve the MLflow UI over the demo's runs and registry (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 \
+		--backend-store-uri sqlite:///$(abspath $(or $(MLOPS_HOME),.mlops))/mlflow.db
 
 feast-ui: $(STAMP) ## serve the Feast UI over the demo's registry (http://127.0.0.1:8888)
 	$(BIN)/feast -c feature_repo ui --host 127.0.0.1 --port 8888

@@ -1,18 +1,33 @@
-"""The training pipeline: validate → features → training set (later: tune → register)."""
+"""The training pipeline: validate → features → training set → tune → evaluate → gate → register."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from prefect import flow
+from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
-from mlops.contracts import DatasetRef, FeatureSetRef, TrainingSetRef, ValidationReport
+from flows.tuning import trial_runner, tune_model
+from mlops.contracts import (
+    DatasetRef,
+    FeatureSetRef,
+    GateDecision,
+    ModelVersionRef,
+    TrainingResult,
+    TrainingSetRef,
+    ValidationReport,
+)
 from mlops.dataset_spec import DatasetSpec, load_spec
-from mlops.settings import RowPolicy
+from mlops.lineage import lineage_tags
+from mlops.settings import RowPolicy, get_settings
+from mlops.tracking import start_parent_run
+from mlops.tuning import TuningData
 from tasks.features import build_training_set_task, materialize_features_task
 from tasks.ingest import ingest_batch_task
+from tasks.training import quality_gate_task, register_model_task, train_candidate_task
 from tasks.validation import load_reference_profile_task, validate_batch_task
 
 
@@ -29,6 +44,10 @@ class TrainingPipelineParams(BaseModel):
     policy: RowPolicy | None = Field(
         default=None, description="Override the validation policy from settings."
     )
+    train: bool = Field(
+        default=True,
+        description="Tune, train and register a model; off: stop after the training set.",
+    )
 
     def spec(self) -> DatasetSpec:
         """The dataset spec, reading from `data` when given."""
@@ -36,24 +55,41 @@ class TrainingPipelineParams(BaseModel):
         return spec.with_source_path(Path(self.data).resolve()) if self.data else spec
 
 
+class PipelineStatus(StrEnum):
+    """How a run ended, for people and for scripts (`mlops pipeline run --json`)."""
+
+    REGISTERED = "registered"
+    NOT_PROMOTED = "not_promoted"
+    REJECTED = "rejected"
+    FEATURES_ONLY = "features_only"
+
+
 class TrainingPipelineResult(BaseModel):
     """Everything the run produced, as references a later stage or a person can follow."""
 
+    status: PipelineStatus
+    reason: str
     batch: DatasetRef
     validation: ValidationReport
     features: FeatureSetRef
     training_set: TrainingSetRef
+    training: TrainingResult | None = None
+    gate: GateDecision | None = None
+    model: ModelVersionRef | None = None
+    flow_run_id: str | None = None
 
 
 @flow(name="training-pipeline")
 def training_pipeline(
     params: TrainingPipelineParams = TrainingPipelineParams(),  # noqa: B008 - immutable default
 ) -> TrainingPipelineResult | State:
-    """Validate a raw batch, publish its features to Feast and build the training set.
+    """Validate a raw batch, publish its features, train, gate and register a model.
 
     A refused batch ends the run Failed with the validation summary as its message;
-    nothing downstream runs.
+    nothing downstream runs. A candidate that fails the quality gate ends the run
+    Completed with status `not_promoted`: the registry and its aliases are untouched.
     """
+    settings = get_settings()
     spec = params.spec()
     batch = ingest_batch_task(spec)
     profile = load_reference_profile_task(spec, batch)
@@ -61,8 +97,53 @@ def training_pipeline(
     if validated.is_failed():
         return Failed(message=validated.message, data=validated.result(raise_on_failure=False))
     report: ValidationReport = validated.result()
-    features = materialize_features_task(spec, profile.feature_schema, report)
-    training_set = build_training_set_task(spec, profile.feature_schema, features)
+    schema = profile.feature_schema
+    features = materialize_features_task(spec, schema, report)
+    training_set = build_training_set_task(spec, schema, features)
+    done = {
+        "batch": batch,
+        "validation": report,
+        "features": features,
+        "training_set": training_set,
+        "flow_run_id": flow_run.id,
+    }
+    if not params.train:
+        return TrainingPipelineResult(
+            status=PipelineStatus.FEATURES_ONLY, reason="training switched off", **done
+        )
+
+    data = TuningData.from_training_set(training_set, spec, schema)
+    study_name = f"{spec.name}-{training_set.sha256[:16]}"
+    with start_parent_run(
+        settings,
+        spec.name,
+        dataset_sha256=batch.sha256,
+        validation_verdict=report.verdict.value,
+        feature_service=features.feature_service,
+        flow_run_id=flow_run.id,
+        study_name=study_name,
+    ) as parent_run_id:
+        tuner = tune_model.with_options(task_runner=trial_runner(settings.tuning))
+        study = tuner(study_name, data, parent_run_id, settings.tuning.workers)
+        training = train_candidate_task(data, study, parent_run_id)
+        gate = quality_gate_task(data, training)
+    if not gate.passed:
+        return TrainingPipelineResult(
+            status=PipelineStatus.NOT_PROMOTED,
+            reason=gate.reason,
+            training=training,
+            gate=gate,
+            **done,
+        )
+    tags = lineage_tags(
+        batch, report, features, training_set, training, flow_run.id, flow_run.ui_url
+    )
+    model = register_model_task(training, tags)
     return TrainingPipelineResult(
-        batch=batch, validation=report, features=features, training_set=training_set
+        status=PipelineStatus.REGISTERED,
+        reason=gate.reason,
+        training=training,
+        gate=gate,
+        model=model,
+        **done,
     )

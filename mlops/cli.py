@@ -6,6 +6,8 @@ need them, so `mlops --help` answers at once.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -87,48 +89,105 @@ def pipeline_run(
     policy: Annotated[
         RowPolicy | None, typer.Option(help="Override the validation policy.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    train: Annotated[
+        bool, typer.Option("--train/--features-only", help="Stop after the training set.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the training pipeline once; exits non-zero with the reason if a stage refuses."""
-    result = _run_pipeline(data, dataset_config, policy)
-    if as_json:
-        typer.echo(result.model_dump_json(indent=2))
-    else:
-        typer.echo(_describe(result))
+    # Libraries (Feast's materialize) print progress to stdout; with --json, stdout
+    # carries the JSON object alone and their chatter goes to stderr.
+    chatter = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    try:
+        with chatter:
+            result = _run_pipeline(data, dataset_config, policy, train=train)
+    except PipelineError as exc:
+        if as_json:
+            typer.echo(json.dumps({"status": "rejected", "reason": str(exc)}, indent=2))
+        raise _fail(f"pipeline stopped: {exc}") from exc
+    typer.echo(json.dumps(_summary(result), indent=2) if as_json else _describe(result))
 
 
 def _run_pipeline(
-    data: Path | None, dataset_config: Path, policy: RowPolicy | None
+    data: Path | None, dataset_config: Path, policy: RowPolicy | None, *, train: bool = True
 ) -> TrainingPipelineResult:
+    """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL)."""
     settings = get_settings()
     _use_local_prefect(settings)
+    from prefect.states import State
+
     from flows.training import TrainingPipelineParams, training_pipeline
 
     params = TrainingPipelineParams(
-        data=str(data) if data else None, dataset_config=str(dataset_config), policy=policy
+        data=str(data) if data else None,
+        dataset_config=str(dataset_config),
+        policy=policy,
+        train=train,
     )
-    try:
-        return training_pipeline(params)
-    except PipelineError as exc:
-        raise _fail(f"pipeline stopped: {exc}") from exc
+    result = training_pipeline(params)
+    assert not isinstance(result, State), "a failed run raises its error"
+    return result
+
+
+def _summary(result: TrainingPipelineResult) -> dict[str, object]:
+    """The JSON object scripts and CI read."""
+    model = result.model
+    training = result.training
+    return {
+        "status": result.status.value,
+        "reason": result.reason,
+        "model": None
+        if model is None
+        else {
+            "name": model.name,
+            "version": model.version,
+            "aliases": list(model.aliases),
+            "model_uri": model.model_uri,
+            "tracking_uri": get_settings().resolved_tracking_uri,
+        },
+        "metrics": None
+        if training is None
+        else {"holdout": training.metrics, "baseline": training.baseline_metrics},
+        "mlflow_run_id": None if training is None else training.mlflow_run_id,
+        "flow_run_id": None if result.flow_run_id is None else str(result.flow_run_id),
+        "batch": result.batch.model_dump(mode="json"),
+        "validation": {
+            "verdict": result.validation.verdict.value,
+            "bad_rows": result.validation.bad_rows,
+            "report_html": result.validation.report_html,
+        },
+        "training_set": result.training_set.model_dump(mode="json"),
+    }
 
 
 def _describe(result: TrainingPipelineResult) -> str:
     v, f, t = result.validation, result.features, result.training_set
-    return "\n".join(
-        [
-            "training pipeline finished",
-            f"  batch          {result.batch.sha256[:12]}  {result.batch.rows:,} rows  "
-            f"{result.batch.start:%Y-%m-%d} .. {result.batch.end:%Y-%m-%d}",
-            f"  validation     {v.verdict.value}: "
-            f"{len(v.outcomes) - len(v.failed)}/{len(v.outcomes)} expectations, "
-            f"{v.bad_rows:,} rows quarantined, {v.duration_s:.2f} s",
-            f"  features       {f.feature_service}: {len(f.features)} features, "
-            f"{f.rows_written:,} rows online ({f.online_store}), {f.duration_s:.2f} s",
-            f"  training set   {t.rows:,} rows, labels {t.label_counts}",
-            f"                 {t.uri}",
-        ]
-    )
+    lines = [
+        f"training pipeline finished: {result.status.value}",
+        f"  batch          {result.batch.sha256[:12]}  {result.batch.rows:,} rows  "
+        f"{result.batch.start:%Y-%m-%d} .. {result.batch.end:%Y-%m-%d}",
+        f"  validation     {v.verdict.value}: "
+        f"{len(v.outcomes) - len(v.failed)}/{len(v.outcomes)} expectations, "
+        f"{v.bad_rows:,} rows quarantined, {v.duration_s:.2f} s",
+        f"  features       {f.feature_service}: {len(f.features)} features, "
+        f"{f.rows_written:,} rows online ({f.online_store}), {f.duration_s:.2f} s",
+        f"  training set   {t.rows:,} rows, labels {t.label_counts}",
+    ]
+    if result.training is not None:
+        m, b = result.training.metrics, result.training.baseline_metrics
+        lines.append(
+            f"  model          holdout ROC AUC {m['roc_auc']:.4f} (logistic baseline "
+            f"{b['roc_auc']:.4f}), log loss {m['log_loss']:.4f}, ECE {m['ece']:.4f}"
+        )
+        lines.append(f"  MLflow run     {result.training.mlflow_run_id}")
+    if result.model is not None:
+        lines.append(
+            f"  registered     {result.model.name} v{result.model.version} "
+            f"{list(result.model.aliases)}  ({result.model.model_uri})"
+        )
+    elif result.gate is not None:
+        lines.append(f"  not promoted   {result.reason}")
+    return "\n".join(lines)
 
 
 @data_app.command("profile")
@@ -174,7 +233,10 @@ def data_replay(
             return
     except PipelineError as exc:
         raise _fail(str(exc)) from exc
-    result = _run_pipeline(Path(manifest.data_file), quarantine_dir / "spec.yaml", None)
+    try:
+        result = _run_pipeline(Path(manifest.data_file), quarantine_dir / "spec.yaml", None)
+    except PipelineError as exc:
+        raise _fail(f"still refused: {exc}") from exc
     mark_released(quarantine_dir, result.validation)
     typer.echo(_describe(result))
     typer.echo(f"released {quarantine_dir}")
@@ -194,8 +256,16 @@ def demo(
     baseline = write_batch(
         generate(Scenario.BASELINE, rows, start, days=14), demo_dir / "baseline.parquet"
     )
-    typer.secho("2/3  running the training pipeline on it", bold=True)
-    result = _run_pipeline(baseline, DEFAULT_SPEC, None)
+    typer.secho(
+        "2/3  running the training pipeline on it: validate, features, tune "
+        f"({settings.tuning.n_trials} trials on {settings.tuning.workers} workers), "
+        "evaluate, gate, register",
+        bold=True,
+    )
+    try:
+        result = _run_pipeline(baseline, DEFAULT_SPEC, None)
+    except PipelineError as exc:
+        raise _fail(f"the demo's baseline was refused: {exc}") from exc
     typer.echo(_describe(result))
     typer.secho(
         "3/3  a bad batch (nulls, out-of-range, wrong dtype, missing column, duplicates)", bold=True
@@ -207,7 +277,8 @@ def demo(
     stores_before = _files_under(settings.feast_dir, settings.training_sets_dir)
     try:
         _run_pipeline(bad, DEFAULT_SPEC, None)
-    except typer.Exit:
+    except PipelineError as exc:
+        typer.echo(f"pipeline stopped: {exc}")
         if _files_under(settings.feast_dir, settings.training_sets_dir) != stores_before:
             raise _fail("the refused batch changed the feature store") from None
         typer.secho(
@@ -218,6 +289,7 @@ def demo(
         raise _fail("the bad batch was accepted: the data contract is too lax")
     typer.echo(
         "\nInspect the runs:  make prefect-ui  (http://127.0.0.1:4200)\n"
+        "Inspect models:    make mlflow-ui   (http://127.0.0.1:5000)\n"
         "Inspect features:  make feast-ui    (http://127.0.0.1:8888)\n"
         f"Quarantine:        {settings.quarantine_dir}"
     )

@@ -142,3 +142,44 @@ class TrainingSetRef(_Frozen):
     start: datetime
     end: datetime
     label_counts: dict[str, int]
+
+
+class TrainingResult(_Frozen):
+    """The final model of a pipeline run: where it is tracked and how well it did."""
+
+    dataset: str
+    mlflow_run_id: str
+    experiment: str
+    study_name: str
+    best_trial: int
+    params: dict[str, object]
+    epochs: int
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    model_uri: str
+    artifact_sha256: str
+    training_set_sha256: str
+    duration_s: float = 0.0
+
+
+class GateDecision(_Frozen):
+    """Whether a candidate may become the challenger, and why (in words a person reads)."""
+
+    passed: bool
+    reason: str
+    metric: str
+    candidate: float
+    baseline: float
+    champion: float | None = None
+    champion_version: str | None = None
+
+
+class ModelVersionRef(_Frozen):
+    """A version of a registered model and the aliases it holds."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    model_uri: str
+    run_id: str
+    artifact_sha256: str

@@ -32,6 +32,10 @@ class FeatureStoreError(PipelineError):
     """Feast refused or lost data (for example a training set that dropped rows)."""
 
 
+class ArtifactIntegrityError(PipelineError):
+    """A model artifact does not match its recorded digest, or its files are malformed."""
+
+
 class QualityGateError(PipelineError):
     """A model did not pass a quality gate (baseline, champion or retention)."""
 

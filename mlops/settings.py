@@ -51,6 +51,18 @@ class ValidationSettings(BaseModel):
     )
 
 
+class GateSettings(BaseModel):
+    """What a candidate model must show before it is registered as challenger."""
+
+    metric: Literal["roc_auc", "accuracy", "f1"] = "roc_auc"
+    min_gain_over_baseline: float = Field(
+        default=0.01, description="The candidate must beat logistic regression by this much."
+    )
+    champion_tolerance: float = Field(
+        default=0.0, ge=0.0, description="How much worse than the champion is still acceptable."
+    )
+
+
 class FeastSettings(BaseModel):
     """Where Feast keeps its registry, offline files and online values."""
 
@@ -78,7 +90,7 @@ class TuningSettings(BaseModel):
         default=3, ge=0, description="Median pruner: complete trials before any pruning."
     )
     n_warmup_steps: int = Field(
-        default=2, ge=0, description="Median pruner: epochs of a trial before it may be pruned."
+        default=2, ge=0, description="Median pruner: the first epoch a trial may be pruned at."
     )
     sampler_seed: int = 0
     max_epochs: int = Field(default=30, ge=1, description="Epoch budget of one trial.")
@@ -87,6 +99,12 @@ class TuningSettings(BaseModel):
         default=30, ge=1, description="A trial silent for two intervals is failed and retried."
     )
     max_retry: int = Field(default=1, ge=0, description="Retries of a trial whose worker died.")
+    workers: int = Field(
+        default=2, ge=1, description="Processes running trials of one study in parallel (Dask)."
+    )
+    dask_address: str | None = Field(
+        default=None, description="An external Dask scheduler; a local cluster when unset."
+    )
 
 
 class Settings(BaseSettings):
@@ -113,6 +131,7 @@ class Settings(BaseSettings):
     s3_bucket: str | None = None
     admin_token: SecretStr = SecretStr("change-me")
     validation: ValidationSettings = ValidationSettings()
+    gate: GateSettings = GateSettings()
     feast: FeastSettings = FeastSettings()
     tuning: TuningSettings = TuningSettings()
 

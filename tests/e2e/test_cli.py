@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from mlops.synthetic import Defect, Scenario, generate, write_batch
 from mlops.validation import load_manifest
+from tests.e2e.conftest import SMALL_BUDGET
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +22,7 @@ MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 
 def _mlops(*args: str, home: Path, api_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLOPS_HOME": str(home), "PREFECT_API_URL": api_url}
+    env = {**os.environ, **SMALL_BUDGET, "MLOPS_HOME": str(home), "PREFECT_API_URL": api_url}
     return subprocess.run(
         [MLOPS, *args], capture_output=True, text=True, env=env, timeout=300, check=False
     )
@@ -37,14 +39,22 @@ def test_refused_batch_exits_nonzero_and_replay_releases_it_once_fixed(
         "pipeline", "run", "--data", str(base), "--json", home=home, api_url=prefect_api_url
     )
     assert ok.returncode == 0, ok.stderr
-    assert '"training_set"' in ok.stdout
+    summary = json.loads(ok.stdout)
+    assert summary["status"] == "registered"
+    assert summary["model"]["name"] == "card_fraud" and summary["model"]["version"] == "1"
+    assert set(summary["model"]["aliases"]) == {"champion", "challenger"}
+    assert set(summary["metrics"]["holdout"]) >= {"roc_auc", "accuracy", "f1", "log_loss", "ece"}
+    assert summary["mlflow_run_id"] and summary["flow_run_id"]
 
     bad = generate(
         Scenario.BAD_BATCH, 800, datetime(2026, 1, 8, tzinfo=UTC), defects=[Defect.NULLS]
     )
     bad_path = write_batch(bad, tmp_path / "nulls.parquet")
-    refused = _mlops("pipeline", "run", "--data", str(bad_path), home=home, api_url=prefect_api_url)
+    refused = _mlops(
+        "pipeline", "run", "--data", str(bad_path), "--json", home=home, api_url=prefect_api_url
+    )
     assert refused.returncode == 1
+    assert json.loads(refused.stdout)["status"] == "rejected"
     assert "pipeline stopped" in refused.stderr
     assert "distance_from_home_km.not_null" in refused.stderr
     assert "report.html" in refused.stderr

@@ -12,14 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.training import TrainingPipelineParams, TrainingPipelineResult, training_pipeline
+from flows.training import (
+    PipelineStatus,
+    TrainingPipelineParams,
+    TrainingPipelineResult,
+    training_pipeline,
+)
 from mlops.dataset_spec import load_spec
 from mlops.errors import DataValidationError
 from mlops.features.store import read_online_features
 from mlops.settings import RowPolicy, Settings
 from mlops.synthetic import DEFECT_COLUMNS, Defect, Scenario, generate, write_batch
 from mlops.validation import load_manifest, load_profile
-from tests.e2e.conftest import mlops_home
+from tests.e2e.conftest import mlops_env
 
 pytestmark = pytest.mark.e2e
 
@@ -44,10 +49,14 @@ class BaselineState:
 
 
 def _run(
-    data: Path, spec: Path = CARD_FRAUD, policy: RowPolicy | None = None
+    data: Path, spec: Path = CARD_FRAUD, policy: RowPolicy | None = None, *, train: bool = True
 ) -> TrainingPipelineResult:
-    params = TrainingPipelineParams(data=str(data), dataset_config=str(spec), policy=policy)
-    return training_pipeline(params)
+    params = TrainingPipelineParams(
+        data=str(data), dataset_config=str(spec), policy=policy, train=train
+    )
+    result = training_pipeline(params)
+    assert isinstance(result, TrainingPipelineResult)
+    return result
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -75,7 +84,10 @@ def baseline(
     root = tmp_path_factory.mktemp("baseline")
     frame = generate(Scenario.BASELINE, 4_000, START, days=7)
     data = write_batch(frame, root / "data" / "baseline.parquet")
-    with mlops_home(root / "state") as settings:
+    # Two trial workers: the tuning subflow runs on a local Dask cluster of processes.
+    with mlops_env(
+        root / "state", MLOPS_TUNING__WORKERS="2", MLOPS_TUNING__N_TRIALS="4"
+    ) as settings:
         result = _run(data)
         yield BaselineState(settings=settings, result=result, batch=frame, data_dir=root / "data")
 
@@ -104,12 +116,19 @@ def test_online_store_serves_each_cards_latest_values(baseline: BaselineState) -
     assert list(online["merchant_category"]) == list(sample["merchant_category"])
 
 
-def test_rerunning_the_same_batch_duplicates_nothing(baseline: BaselineState) -> None:
+def test_rerunning_the_same_batch_reproduces_the_model_and_duplicates_nothing(
+    baseline: BaselineState,
+) -> None:
     offline = _tree_digest(baseline.settings.feast_dir / "offline")
     again = _run(baseline.data_dir / "baseline.parquet")
-    assert again.training_set.rows == baseline.result.training_set.rows
-    assert again.training_set.sha256 == baseline.result.training_set.sha256
+    first = baseline.result
+    assert again.training_set.sha256 == first.training_set.sha256
     assert _tree_digest(baseline.settings.feast_dir / "offline") == offline
+    assert again.training is not None and first.training is not None
+    assert again.training.metrics == first.training.metrics, "same seed and data, same metrics"
+    assert again.training.artifact_sha256 == first.training.artifact_sha256
+    assert again.model is not None and first.model is not None
+    assert again.model.version == first.model.version, "no duplicate registry version"
 
 
 def test_flow_run_publishes_artifacts_a_person_reads(baseline: BaselineState) -> None:
@@ -117,7 +136,8 @@ def test_flow_run_publishes_artifacts_a_person_reads(baseline: BaselineState) ->
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     keys = ["validation-card-fraud", "validation-summary-card-fraud", "features-card-fraud"]
-    keys.append("training-set-card-fraud")
+    keys += ["training-set-card-fraud", "hpo-leaderboard-card-fraud", "evaluation-card-fraud"]
+    keys += ["quality-gate-card-fraud", "model-version-card-fraud"]
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
@@ -171,9 +191,10 @@ def test_quarantine_rows_policy_trains_on_the_clean_rows(
         Scenario.BAD_BATCH, 2_000, datetime(2026, 1, 8, tzinfo=UTC), defects=[Defect.OUT_OF_RANGE]
     )
     data = write_batch(bad, tmp_path / "some-bad-rows.parquet")
-    with mlops_home(tmp_path / "state"):
-        _run(base)
-        result = _run(data, policy=RowPolicy.QUARANTINE_ROWS)
+    with mlops_env(tmp_path / "state"):
+        _run(base, train=False)
+        result = _run(data, policy=RowPolicy.QUARANTINE_ROWS, train=False)
+    assert result.status is PipelineStatus.FEATURES_ONLY
     report = result.validation
     assert report.bad_rows > 0 and report.clean_rows == 2_000 - report.bad_rows
     assert result.training_set.rows == 3_000 + report.clean_rows
@@ -206,9 +227,67 @@ def test_another_dataset_runs_from_its_spec_alone(prefect_api_url: str, tmp_path
     spec.write_text(
         "name: triage\nentity: patient_ref\ntimestamp: seen_at\nlabel: triage\ntask: multiclass\n"
     )
-    with mlops_home(tmp_path / "state"):
+    with mlops_env(tmp_path / "state"):
         result = _run(data, spec)
+    assert result.status is PipelineStatus.REGISTERED
+    assert result.model is not None and result.model.name == "triage"
+    assert result.training is not None and 0.0 <= result.training.metrics["roc_auc"] <= 1.0
     assert result.training_set.rows == len(frame)
     assert set(result.training_set.label_counts) == {"urgent", "soon", "routine"}
     assert set(result.features.features) == {"heart_rate", "temperature", "arrival"}
     assert result.features.feature_service == "triage_v1"
+
+
+def test_baseline_is_tuned_registered_and_traceable(baseline: BaselineState) -> None:
+    from mlflow import MlflowClient
+
+    result = baseline.result
+    assert result.status is PipelineStatus.REGISTERED
+    assert result.training is not None and result.model is not None and result.gate is not None
+    assert (
+        result.gate.passed and result.gate.baseline == result.training.baseline_metrics["roc_auc"]
+    )
+    assert set(result.model.aliases) == {"champion", "challenger"}, "first version is champion"
+    uri = baseline.settings.resolved_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version("card_fraud", result.model.version)
+    tags = version.tags
+    assert tags["data.sha256"] == result.batch.sha256
+    assert tags["training_set.sha256"] == result.training_set.sha256
+    assert tags["features.service"] == "card_fraud_v1"
+    assert tags["validation.verdict"] == "accepted"
+    assert tags["study.name"] == result.training.study_name
+    assert tags["mlflow.run_id"] == result.training.mlflow_run_id
+    assert tags["prefect.flow_run_id"] == str(result.flow_run_id)
+    assert tags["artifact.sha256"] == result.training.artifact_sha256
+    trials = client.search_runs(
+        [client.get_run(result.training.mlflow_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.training.mlflow_run_id}'",
+    )
+    assert len(trials) == 4, "one nested MLflow run per trial"
+    assert {t.data.tags["optuna.trial_state"] for t in trials} <= {"complete", "pruned"}
+
+
+def test_a_candidate_that_fails_the_gate_changes_nothing_in_the_registry(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    first = write_batch(generate(Scenario.BASELINE, 3_000, START), tmp_path / "first.parquet")
+    later = generate(Scenario.BASELINE, 1_500, datetime(2026, 1, 8, tzinfo=UTC))
+    second = write_batch(later, tmp_path / "second.parquet")
+    with mlops_env(tmp_path / "state") as settings:
+        registered = _run(first)
+        assert registered.model is not None
+        # An impossible bar: no candidate beats logistic regression by 0.5 ROC AUC.
+        with mlops_env(tmp_path / "state", MLOPS_GATE__MIN_GAIN_OVER_BASELINE="0.5"):
+            refused = _run(second)
+        uri = settings.resolved_tracking_uri
+    assert refused.status is PipelineStatus.NOT_PROMOTED and refused.model is None
+    assert "does not beat the logistic-regression baseline" in refused.reason
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions("name='card_fraud'")
+    assert [int(v.version) for v in versions] == [int(registered.model.version)]
+    assert client.get_model_version_by_alias("card_fraud", "champion").version == int(
+        registered.model.version
+    )

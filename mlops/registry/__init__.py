@@ -1,0 +1,1 @@
+"""The MLflow Model Registry side of the loop: quality gate, registration, aliases, loading."""

@@ -1,0 +1,128 @@
+"""Registering model versions with lineage and moving the `champion`/`challenger` aliases.
+
+Aliases, not the deprecated stages. Registration is idempotent on a lineage key (the
+training set's hash and the chosen hyperparameters): re-running a flow on the same
+data finds the version it registered before instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+from mlops.contracts import ModelVersionRef
+from mlops.errors import ArtifactIntegrityError
+from mlops.modeling.artifact import MODEL_JSON
+from mlops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SHA_TAG = "artifact.sha256"
+LINEAGE_KEY_TAG = "lineage.key"
+
+
+def registry_client(settings: Settings) -> MlflowClient:
+    """An MLflow client on the tracking store named by settings (registry in the same place)."""
+    uri = settings.resolved_tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding `alias`, or None when the alias (or the model) does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def aliases_of(client: MlflowClient, name: str, version: str) -> tuple[str, ...]:
+    """The aliases a version holds (`search_model_versions` leaves them empty)."""
+    return tuple(sorted(client.get_model_version(name, version).aliases))
+
+
+def as_ref(client: MlflowClient, version: ModelVersion) -> ModelVersionRef:
+    """A typed reference to a registered version, with its current aliases."""
+    number = str(version.version)
+    return ModelVersionRef(
+        name=version.name,
+        version=number,
+        aliases=aliases_of(client, version.name, number),
+        model_uri=f"models:/{version.name}/{number}",
+        run_id=version.run_id or "",
+        artifact_sha256=(version.tags or {}).get(SHA_TAG, ""),
+    )
+
+
+def register_challenger(
+    client: MlflowClient,
+    name: str,
+    source: str,
+    run_id: str,
+    artifact_sha256: str,
+    lineage_key: str,
+    tags: dict[str, str],
+) -> ModelVersionRef:
+    """Register `source` as a new version holding `challenger` (and `champion` if none).
+
+    If a version with the same lineage key exists it is returned as it is: same data
+    and same parameters give the same model, so a re-run adds no version and moves no
+    alias (a rollout of a newer challenger is not disturbed).
+    """
+    _ensure_registered_model(client, name)
+    existing = client.search_model_versions(
+        f"name='{name}' and tags.`{LINEAGE_KEY_TAG}`='{lineage_key}'"
+    )
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+        logger.info("model %s v%s already registered for this lineage", name, version.version)
+        return as_ref(client, version)
+    version = client.create_model_version(
+        name,
+        source=source,
+        run_id=run_id,
+        tags={**tags, SHA_TAG: artifact_sha256, LINEAGE_KEY_TAG: lineage_key},
+        model_id=source.removeprefix("models:/") if source.startswith("models:/") else None,
+    )
+    number = str(version.version)
+    client.set_registered_model_alias(name, CHALLENGER, number)
+    if version_by_alias(client, name, CHAMPION) is None:
+        client.set_registered_model_alias(name, CHAMPION, number)
+        logger.info("model %s v%s is the first version: champion too", name, number)
+    return as_ref(client, client.get_model_version(name, number))
+
+
+def download_artifact(client: MlflowClient, name: str, version: str, destination: Path) -> Path:
+    """Download a version and return the folder of our own artifact inside it.
+
+    Raises:
+        ArtifactIntegrityError: the version holds no model artifact of ours.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    destination.mkdir(parents=True, exist_ok=True)
+    uri = client.get_model_version_download_uri(name, version)
+    root = Path(download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+    found = sorted(root.rglob(MODEL_JSON))
+    if not found:
+        raise ArtifactIntegrityError(f"model {name} v{version} has no {MODEL_JSON} under {uri}")
+    return found[0].parent
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.create_registered_model(
+            name,
+            description="Registered by the training-pipeline flow; one model per dataset spec.",
+        )
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
