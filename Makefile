@@ -41,8 +41,9 @@ format: $(STAMP) ## format the code
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP) ## time validation and materialization for 100k and 1M rows
+bench: $(STAMP) ## time validation/materialization (100k, 1M rows) and a 20-trial study (1 vs 2 workers)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/training.py
 
 prefect-ui: $(STAMP) ## serve the Prefect UI over the demo's runs (http://127.0.0.1:4200)
 	PREFECT_HOME=$(abspath $(or $(MLOPS_HOME),.mlops))/prefect $(BIN)/prefect server start \

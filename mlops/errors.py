@@ -40,5 +40,9 @@ class QualityGateError(PipelineError):
     """A model did not pass a quality gate (baseline, champion or retention)."""
 
 
+class RetentionError(QualityGateError):
+    """A quantized variant kept too little of its fp32 parent's quality to be served."""
+
+
 class PromotionRejected(PipelineError):
     """A canary rollout decided against the challenger."""

@@ -107,6 +107,40 @@ class TuningSettings(BaseModel):
     )
 
 
+class SelectionPolicy(StrEnum):
+    """Which quantized variant of a model is registered (among those passing the gate)."""
+
+    SMALLEST_PASSING = "smallest-passing"
+    FASTEST_PASSING = "fastest-passing"
+    FP32 = "fp32"
+
+
+class QuantizationSettings(BaseModel):
+    """Which compressed variants are tried, the retention gate and the selection policy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schemes: tuple[Literal["fp32", "int8", "fp16", "ternary"], ...] = (
+        "fp32",
+        "int8",
+        "fp16",
+        "ternary",
+    )
+    min_retention: float = Field(
+        default=0.99,
+        gt=0.0,
+        le=1.0,
+        description="A variant passes when its ROC AUC / its fp32 parent's is at least this.",
+    )
+    policy: SelectionPolicy = SelectionPolicy.SMALLEST_PASSING
+    qat_epochs: int = Field(
+        default=5,
+        ge=0,
+        description="Ternary quantization-aware fine-tuning epochs (0: post-training only).",
+    )
+    qat_learning_rate: float = Field(default=1e-3, gt=0.0)
+
+
 class Settings(BaseSettings):
     """Every tunable of the system; see `.env.example` for the environment names."""
 
@@ -134,6 +168,7 @@ class Settings(BaseSettings):
     gate: GateSettings = GateSettings()
     feast: FeastSettings = FeastSettings()
     tuning: TuningSettings = TuningSettings()
+    quantization: QuantizationSettings = QuantizationSettings()
 
     @field_validator("home")
     @classmethod
