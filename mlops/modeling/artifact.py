@@ -67,13 +67,13 @@ def save_model(model: TabularModel, directory: Path) -> ModelArtifact:
     same model always gets the same digest. Each file appears atomically (written beside
     it, then renamed).
     """
-    files = {MODEL_JSON: _model_json(model), WEIGHTS: _weights(model)}
+    files = {MODEL_JSON: model_document(model), WEIGHTS: weights_bytes(model)}
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         partial = directory / f".{name}.{uuid.uuid4().hex}.partial"
         partial.write_bytes(data)
         os.replace(partial, directory / name)
-    digest = _digest(files)
+    digest = files_digest(files)
     logger.info("saved model artifact %s (sha256 %s)", directory, digest[:12])
     return ModelArtifact(directory=directory, sha256=digest)
 
@@ -84,7 +84,7 @@ def artifact_sha256(directory: Path) -> str:
     Raises:
         ArtifactIntegrityError: one of the artifact's files is missing.
     """
-    return _digest(_read_files(directory))
+    return files_digest(read_artifact_files(directory))
 
 
 def load_model(directory: Path, expected_sha256: str | None) -> TabularModel:
@@ -98,8 +98,8 @@ def load_model(directory: Path, expected_sha256: str | None) -> TabularModel:
         ArtifactIntegrityError: a file is missing, the digest differs from
             `expected_sha256` (both digests are named), or the content is malformed.
     """
-    files = _read_files(directory)
-    actual = _digest(files)
+    files = read_artifact_files(directory)
+    actual = files_digest(files)
     if expected_sha256 is not None and actual != expected_sha256.strip().lower():
         raise ArtifactIntegrityError(
             f"model artifact {directory} has sha256 {actual} but {expected_sha256} was "
@@ -113,7 +113,7 @@ def load_model(directory: Path, expected_sha256: str | None) -> TabularModel:
         raise ArtifactIntegrityError(f"model artifact {directory} is malformed: {exc}") from exc
 
 
-def _model_json(model: TabularModel) -> bytes:
+def model_document(model: TabularModel) -> bytes:
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -132,7 +132,7 @@ def _model_json(model: TabularModel) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def _weights(model: TabularModel) -> bytes:
+def weights_bytes(model: TabularModel) -> bytes:
     state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     data: bytes = save_safetensors(state, metadata={"format": FORMAT})
     return data
@@ -169,7 +169,7 @@ def _build(document: dict[str, Any], weights: bytes) -> TabularModel:
     )
 
 
-def _read_files(directory: Path) -> dict[str, bytes]:
+def read_artifact_files(directory: Path) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for name in ARTIFACT_FILES:
         try:
@@ -179,7 +179,7 @@ def _read_files(directory: Path) -> dict[str, bytes]:
     return files
 
 
-def _digest(files: dict[str, bytes]) -> str:
+def files_digest(files: dict[str, bytes]) -> str:
     digest = hashlib.sha256()
     for name in ARTIFACT_FILES:
         data = files[name]

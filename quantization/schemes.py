@@ -1,0 +1,25 @@
+"""The compression schemes a model can be served in, named once for code, JSON and settings.
+
+The values are the strings `QuantizationSettings.schemes` and the artifacts' `model.json`
+use, so a scheme read from either place is a `Scheme` without translation tables.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Scheme(StrEnum):
+    """How the Linear layers of a model's MLP are stored and computed.
+
+    fp32: unchanged, the reference every other variant is measured against.
+    int8: torch's dynamic int8 (int8 weights, activations quantized per batch at run time).
+    fp16: half-precision weights on disk, upcast to fp32 once at load (CPUs compute fp32).
+    ternary: BitNet b1.58 weights in {-1, 0, +1} times a per-layer scale, packed at 2 bits
+        per weight, with 8-bit per-row activations; fine-tuned with quantization in the loop.
+    """
+
+    FP32 = "fp32"
+    INT8 = "int8"
+    FP16 = "fp16"
+    TERNARY = "ternary"
