@@ -15,9 +15,9 @@ from mlops.candidate import score_stored_model, train_candidate
 from mlops.contracts import GateDecision, ModelVersionRef, TrainingResult
 from mlops.events import MODEL_REGISTERED, model_resource_id
 from mlops.lineage import lineage_key
-from mlops.modeling import save_model, split_time_ordered
+from mlops.modeling import EpochRecord, save_model, split_time_ordered
 from mlops.modeling.evaluate import confusion, roc_curve_points
-from mlops.modeling.plots import confusion_figure, roc_figure
+from mlops.modeling.plots import confusion_figure, learning_curves_figure, roc_figure
 from mlops.registry.client import (
     CHAMPION,
     download_artifact,
@@ -32,6 +32,7 @@ from mlops.sources import read_frame
 from mlops.tracking import TrialTracker, configure_tracking, log_figure, log_study_plots
 from mlops.tracking.mlflow_tracking import tracking_client
 from mlops.tuning import StudySummary, TuningData, best_trial_summary, open_study, run_trials
+from mlops.tuning.study import ATTR_HISTORY
 from tasks.artifacts import artifact_key
 from tasks.retry import transient_only
 
@@ -63,7 +64,17 @@ def summarize_study_task(study_name: str, parent_run_id: str, dataset: str) -> S
     settings = get_settings()
     study = open_study(study_name, settings)
     summary = best_trial_summary(study)
-    log_study_plots(parent_run_id, study, client=tracking_client(settings.resolved_tracking_uri))
+    client = tracking_client(settings.resolved_tracking_uri)
+    log_study_plots(parent_run_id, study, client=client)
+    best = study.best_trial
+    curve = [EpochRecord(**epoch) for epoch in best.user_attrs.get(ATTR_HISTORY, [])]
+    if curve:
+        log_figure(
+            parent_run_id,
+            learning_curves_figure(curve, summary.best_epoch),
+            "evaluation/learning_curves_best_trial.png",
+            client=client,
+        )
     create_table_artifact(
         key=artifact_key("hpo-leaderboard", dataset),
         table=[

@@ -265,6 +265,12 @@ def test_baseline_is_tuned_registered_and_traceable(baseline: BaselineState) -> 
         filter_string=f"tags.mlflow.parentRunId = '{result.training.mlflow_run_id}'",
     )
     assert len(trials) == 4, "one nested MLflow run per trial"
+    logged = {a.path for a in client.list_artifacts(result.training.mlflow_run_id, "evaluation")}
+    assert {
+        "evaluation/learning_curves_best_trial.png",
+        "evaluation/roc.png",
+        "evaluation/confusion_matrix.png",
+    } <= logged
     assert {t.data.tags["optuna.trial_state"] for t in trials} <= {"complete", "pruned"}
 
 
