@@ -147,3 +147,14 @@ def training_pipeline(
         model=model,
         **done,
     )
+
+
+def run_training_pipeline(params: TrainingPipelineParams) -> TrainingPipelineResult:
+    """Run the flow in this process and return its result; a refused batch raises.
+
+    A failed run raises the error it carries (`DataValidationError` for a refused batch),
+    so a completed call always has a result.
+    """
+    result = training_pipeline(params)
+    assert isinstance(result, TrainingPipelineResult), "a failed run raises its error"
+    return result

@@ -114,9 +114,7 @@ def _run_pipeline(
     """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL)."""
     settings = get_settings()
     _use_local_prefect(settings)
-    from prefect.states import State
-
-    from flows.training import TrainingPipelineParams, training_pipeline
+    from flows.training import TrainingPipelineParams, run_training_pipeline
 
     params = TrainingPipelineParams(
         data=str(data) if data else None,
@@ -124,9 +122,7 @@ def _run_pipeline(
         policy=policy,
         train=train,
     )
-    result = training_pipeline(params)
-    assert not isinstance(result, State), "a failed run raises its error"
-    return result
+    return run_training_pipeline(params)
 
 
 def _summary(result: TrainingPipelineResult) -> dict[str, object]:

@@ -46,21 +46,21 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from mlops.dataset_spec import FeatureSchema
 from mlops.errors import ArtifactIntegrityError
 from mlops.modeling.artifact import (
     MODEL_JSON,
     WEIGHTS,
     ModelArtifact,
+    check_document,
     files_digest,
     model_document,
+    network_of,
     read_artifact_files,
     weights_bytes,
 )
 from mlops.modeling.config import TrainConfig
 from mlops.modeling.data import LabelEncoding
-from mlops.modeling.network import DatasetRoles, NetSpec, TabularModel, TabularNet
-from mlops.modeling.preprocessing import Preprocessor
+from mlops.modeling.network import DatasetRoles, TabularModel
 from quantization.int8 import DynamicLinear, Int8Weights, rebuild_linear
 from quantization.model import DEFAULT_TERNARY_KERNEL, QuantizedModel, linear_layers
 from quantization.schemes import Scheme
@@ -229,29 +229,10 @@ def _stored_layer(
 
 
 def _build(document: dict[str, Any], weights: bytes, kernel: TernaryKernel) -> QuantizedModel:
-    if document.get("format") != QUANTIZED_FORMAT:
-        raise ArtifactIntegrityError(
-            f"not a {QUANTIZED_FORMAT} artifact (format {document.get('format')!r})"
-        )
-    version = document.get("format_version")
-    if version != QUANTIZED_FORMAT_VERSION:
-        raise ArtifactIntegrityError(
-            f"quantized artifact format version {version!r} is not supported (this code "
-            f"reads {QUANTIZED_FORMAT_VERSION})"
-        )
-    if document.get("torch_version") != torch.__version__:
-        logger.warning(
-            "artifact saved with torch %s, loading with %s",
-            document.get("torch_version"),
-            torch.__version__,
-        )
+    check_document(document, QUANTIZED_FORMAT, QUANTIZED_FORMAT_VERSION)
     section = document["quantization"]
     scheme = Scheme(section["scheme"])
-    preprocessor = Preprocessor.from_json(document["preprocessor"])
-    if FeatureSchema.model_validate(document["schema"]) != preprocessor.schema:
-        raise ArtifactIntegrityError("the feature schema and the preprocessor disagree")
-    spec = NetSpec.from_json(document["network"])
-    net = TabularNet(spec, preprocessor.means, preprocessor.stds, preprocessor.log_scaled)
+    preprocessor, net = network_of(document)
     tensors = dict(load_safetensors(weights))
     # The parent's state outside the MLP first, into the plain network; then each MLP
     # layer is built from its own tensors, and no tensor may be left over.

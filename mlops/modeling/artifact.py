@@ -139,26 +139,8 @@ def weights_bytes(model: TabularModel) -> bytes:
 
 
 def _build(document: dict[str, Any], weights: bytes) -> TabularModel:
-    if document.get("format") != FORMAT:
-        raise ArtifactIntegrityError(f"not a {FORMAT} artifact (format {document.get('format')!r})")
-    version = document.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ArtifactIntegrityError(
-            f"artifact format version {version!r} is not supported (this code reads "
-            f"{FORMAT_VERSION})"
-        )
-    if document.get("torch_version") != torch.__version__:
-        logger.warning(
-            "artifact saved with torch %s, loading with %s",
-            document.get("torch_version"),
-            torch.__version__,
-        )
-    preprocessor = Preprocessor.from_json(document["preprocessor"])
-    schema = FeatureSchema.model_validate(document["schema"])
-    if schema != preprocessor.schema:
-        raise ArtifactIntegrityError("the feature schema and the preprocessor disagree")
-    spec = NetSpec.from_json(document["network"])
-    net = TabularNet(spec, preprocessor.means, preprocessor.stds, preprocessor.log_scaled)
+    check_document(document, FORMAT, FORMAT_VERSION)
+    preprocessor, net = network_of(document)
     net.load_state_dict(load_safetensors(weights), strict=True)
     return TabularModel(
         net=net,
@@ -167,6 +149,41 @@ def _build(document: dict[str, Any], weights: bytes) -> TabularModel:
         config=TrainConfig.model_validate(document["config"]),
         roles=DatasetRoles.model_validate(document["roles"]),
     )
+
+
+def check_document(document: dict[str, Any], fmt: str, version: int) -> None:
+    """Refuse a document of another format or version; warn on another torch version.
+
+    Raises:
+        ArtifactIntegrityError: the format or its version is not the expected one.
+    """
+    if document.get("format") != fmt:
+        raise ArtifactIntegrityError(f"not a {fmt} artifact (format {document.get('format')!r})")
+    found = document.get("format_version")
+    if found != version:
+        raise ArtifactIntegrityError(
+            f"{fmt} format version {found!r} is not supported (this code reads {version})"
+        )
+    if document.get("torch_version") != torch.__version__:
+        logger.warning(
+            "artifact saved with torch %s, loading with %s",
+            document.get("torch_version"),
+            torch.__version__,
+        )
+
+
+def network_of(document: dict[str, Any]) -> tuple[Preprocessor, TabularNet]:
+    """The preprocessor and an untrained network of the shape the document describes.
+
+    Raises:
+        ArtifactIntegrityError: the feature schema and the preprocessor disagree.
+    """
+    preprocessor = Preprocessor.from_json(document["preprocessor"])
+    if FeatureSchema.model_validate(document["schema"]) != preprocessor.schema:
+        raise ArtifactIntegrityError("the feature schema and the preprocessor disagree")
+    spec = NetSpec.from_json(document["network"])
+    net = TabularNet(spec, preprocessor.means, preprocessor.stds, preprocessor.log_scaled)
+    return preprocessor, net
 
 
 def read_artifact_files(directory: Path) -> dict[str, bytes]:

@@ -16,7 +16,7 @@ from flows.training import (
     PipelineStatus,
     TrainingPipelineParams,
     TrainingPipelineResult,
-    training_pipeline,
+    run_training_pipeline,
 )
 from mlops.dataset_spec import load_spec
 from mlops.errors import DataValidationError
@@ -54,9 +54,7 @@ def _run(
     params = TrainingPipelineParams(
         data=str(data), dataset_config=str(spec), policy=policy, train=train
     )
-    result = training_pipeline(params)
-    assert isinstance(result, TrainingPipelineResult)
-    return result
+    return run_training_pipeline(params)
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
