@@ -141,6 +141,67 @@ class QuantizationSettings(BaseModel):
     qat_learning_rate: float = Field(default=1e-3, gt=0.0)
 
 
+class ServingSettings(BaseModel):
+    """The prediction service: where it listens, how it batches, where predictions go."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+    model_name: str = Field(
+        default="card_fraud", description="The registered model served (one per dataset spec)."
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, prediction endpoints need header `X-API-Key`."
+    )
+    max_rows_per_request: int = Field(default=10_000, ge=1)
+    batch_max_rows: int = Field(
+        default=512, ge=1, description="Rows gathered from concurrent requests per forward pass."
+    )
+    batch_wait_ms: float = Field(
+        default=1.0, ge=0.0, description="Longest a request waits for others to batch with."
+    )
+    poll_interval_s: float = Field(
+        default=2.0, gt=0.0, description="How often the registry is polled for alias changes."
+    )
+    prediction_log_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of the prediction log; parquet under the state dir if unset.",
+    )
+    log_buffer_rows: int = Field(
+        default=100_000, ge=1, description="Bound of the in-memory prediction-log buffer."
+    )
+    log_flush_interval_s: float = Field(default=1.0, gt=0.0)
+
+
+class RolloutSettings(BaseModel):
+    """The canary: stages, how long each lasts, guardrails and the sequential test."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stages: tuple[float, ...] = Field(
+        default=(0.0, 0.05, 0.25, 0.5, 1.0),
+        description="Challenger traffic share per stage; 0.0 is shadow (mirrored, not answered).",
+    )
+    min_predictions: int = Field(
+        default=500, ge=1, description="Challenger predictions a stage needs before it advances."
+    )
+    min_stage_seconds: float = Field(default=600.0, ge=0.0)
+    alpha: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="False-promotion rate of the sequential test."
+    )
+    min_labels: int = Field(
+        default=200, ge=1, description="Labelled challenger predictions before the test may decide."
+    )
+    max_error_rate: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Challenger error share that rolls back."
+    )
+    max_p99_latency_ratio: float = Field(
+        default=2.0, gt=0.0, description="Challenger p99 / champion p99 that rolls back."
+    )
+
+
 class Settings(BaseSettings):
     """Every tunable of the system; see `.env.example` for the environment names."""
 
@@ -169,6 +230,8 @@ class Settings(BaseSettings):
     feast: FeastSettings = FeastSettings()
     tuning: TuningSettings = TuningSettings()
     quantization: QuantizationSettings = QuantizationSettings()
+    serving: ServingSettings = ServingSettings()
+    rollout: RolloutSettings = RolloutSettings()
 
     @field_validator("home")
     @classmethod
@@ -232,6 +295,16 @@ class Settings(BaseSettings):
     def prefect_home(self) -> Path:
         """PREFECT_HOME for the embedded profile (its SQLite database and logs)."""
         return self.home / "prefect"
+
+    @property
+    def predictions_dir(self) -> Path:
+        """The embedded prediction log and feedback (parquet parts)."""
+        return self.home / "predictions"
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where the prediction log spills rows while its sink is unreachable."""
+        return self.home / "spill"
 
     @property
     def artifacts_dir(self) -> Path:
