@@ -1,4 +1,5 @@
-"""The training pipeline: validate → features → training set → tune → evaluate → gate → register."""
+"""The training pipeline: validate → features → training set → tune → evaluate → gate →
+quantize → register."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mlops.contracts import (
     FeatureSetRef,
     GateDecision,
     ModelVersionRef,
+    QuantizationResult,
     TrainingResult,
     TrainingSetRef,
     ValidationReport,
@@ -27,6 +29,7 @@ from mlops.tracking import start_parent_run
 from mlops.tuning import TuningData
 from tasks.features import build_training_set_task, materialize_features_task
 from tasks.ingest import ingest_batch_task
+from tasks.quantization import quantization_tags, quantize_model_task
 from tasks.training import quality_gate_task, register_model_task, train_candidate_task
 from tasks.validation import load_reference_profile_task, validate_batch_task
 
@@ -75,6 +78,7 @@ class TrainingPipelineResult(BaseModel):
     training_set: TrainingSetRef
     training: TrainingResult | None = None
     gate: GateDecision | None = None
+    quantization: QuantizationResult | None = None
     model: ModelVersionRef | None = None
     flow_run_id: str | None = None
 
@@ -83,11 +87,13 @@ class TrainingPipelineResult(BaseModel):
 def training_pipeline(
     params: TrainingPipelineParams = TrainingPipelineParams(),  # noqa: B008 - immutable default
 ) -> TrainingPipelineResult | State:
-    """Validate a raw batch, publish its features, train, gate and register a model.
+    """Validate a raw batch, publish its features, train, gate, compress and register a model.
 
     A refused batch ends the run Failed with the validation summary as its message;
     nothing downstream runs. A candidate that fails the quality gate ends the run
     Completed with status `not_promoted`: the registry and its aliases are untouched.
+    A candidate that passes is quantized; the variant the selection policy picks among
+    those passing the retention gate (the fp32 candidate when none does) is registered.
     """
     settings = get_settings()
     spec = params.spec()
@@ -127,7 +133,8 @@ def training_pipeline(
         study = tuner(study_name, data, parent_run_id, settings.tuning.workers)
         training = train_candidate_task(data, study, parent_run_id)
         gate = quality_gate_task(data, training)
-    if not gate.passed:
+        quantized = quantize_model_task(data, training) if gate.passed else None
+    if quantized is None:
         return TrainingPipelineResult(
             status=PipelineStatus.NOT_PROMOTED,
             reason=gate.reason,
@@ -138,12 +145,13 @@ def training_pipeline(
     tags = lineage_tags(
         batch, report, features, training_set, training, flow_run.id, flow_run.ui_url
     )
-    model = register_model_task(training, tags)
+    model = register_model_task(training, quantized, tags | quantization_tags(quantized))
     return TrainingPipelineResult(
         status=PipelineStatus.REGISTERED,
         reason=gate.reason,
         training=training,
         gate=gate,
+        quantization=quantized,
         model=model,
         **done,
     )

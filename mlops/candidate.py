@@ -18,13 +18,13 @@ from mlops.modeling import (
     Metrics,
     TabularModel,
     evaluate,
-    load_model,
     logistic_baseline,
     refit,
     split_time_ordered,
 )
 from mlops.sources import read_frame
 from mlops.tuning import StudySummary, TuningData
+from quantization.served import load_served_model
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def train_candidate(data: TuningData, study: StudySummary) -> Candidate:
 def score_stored_model(
     directory: Path, sha256: str, holdout: pd.DataFrame, data: TuningData
 ) -> Metrics:
-    """Metrics of a stored model (the champion) on the candidate's holdout.
+    """Metrics of a stored model (the champion, fp32 or quantized) on the candidate's holdout.
 
     The artifact's digest is checked before anything is loaded.
     """
-    return evaluate(load_model(directory, sha256), holdout, data.spec)
+    return evaluate(load_served_model(directory, sha256), holdout, data.spec)

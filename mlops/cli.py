@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mlops.canary_cli import canary_app
 from mlops.errors import PipelineError
 from mlops.settings import RowPolicy, Settings, get_settings
 
 if TYPE_CHECKING:
     from flows.training import TrainingPipelineResult
+    from mlops.contracts import QuantizationResult
 
 DEFAULT_SPEC = Path("datasets/card_fraud.yaml")
 
@@ -29,6 +31,7 @@ data_app = typer.Typer(help="Generate, profile and replay data batches.", no_arg
 pipeline_app = typer.Typer(help="Run the training pipeline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(canary_app, name="canary")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -144,6 +147,7 @@ def _summary(result: TrainingPipelineResult) -> dict[str, object]:
         "metrics": None
         if training is None
         else {"holdout": training.metrics, "baseline": training.baseline_metrics},
+        "quantization": _quantization_summary(result.quantization),
         "mlflow_run_id": None if training is None else training.mlflow_run_id,
         "flow_run_id": None if result.flow_run_id is None else str(result.flow_run_id),
         "batch": result.batch.model_dump(mode="json"),
@@ -153,6 +157,34 @@ def _summary(result: TrainingPipelineResult) -> dict[str, object]:
             "report_html": result.validation.report_html,
         },
         "training_set": result.training_set.model_dump(mode="json"),
+    }
+
+
+def _quantization_summary(result: QuantizationResult | None) -> dict[str, object] | None:
+    """The chosen variant, its bytes against fp32, its retention, and every variant tried."""
+    if result is None:
+        return None
+    return {
+        "scheme": result.scheme,
+        "bytes": result.bytes,
+        "fp32_bytes": result.fp32_bytes,
+        "retention": result.retention,
+        "policy": result.policy,
+        "threshold": result.threshold,
+        "variants": [
+            {
+                "scheme": v.scheme,
+                "passed": v.passed,
+                "bytes": v.bytes,
+                "bytes_ratio": round(v.bytes_ratio, 4),
+                "retention": v.retention,
+                "metrics": v.metrics,
+                "agreement": v.agreement,
+                "latency_1_ratio": round(v.latency_1_ratio, 3),
+                "latency_256_ratio": round(v.latency_256_ratio, 3),
+            }
+            for v in result.variants
+        ],
     }
 
 
@@ -176,6 +208,16 @@ def _describe(result: TrainingPipelineResult) -> str:
             f"{b['roc_auc']:.4f}), log loss {m['log_loss']:.4f}, ECE {m['ece']:.4f}"
         )
         lines.append(f"  MLflow run     {result.training.mlflow_run_id}")
+    if result.quantization is not None:
+        q = result.quantization
+        tried = ", ".join(
+            f"{v.scheme} {v.bytes_ratio:.0%}{'' if v.passed else ' (failed gate)'}"
+            for v in q.variants
+        )
+        lines.append(
+            f"  quantization   {q.scheme} chosen: {q.bytes:,} of {q.fp32_bytes:,} fp32 bytes, "
+            f"ROC AUC retention {q.retention:.4f}  [{tried}]"
+        )
     if result.model is not None:
         lines.append(
             f"  registered     {result.model.name} v{result.model.version} "

@@ -183,3 +183,44 @@ class ModelVersionRef(_Frozen):
     model_uri: str
     run_id: str
     artifact_sha256: str
+
+
+class QuantizedVariant(_Frozen):
+    """One compressed variant next to its fp32 parent, on the parent's own holdout."""
+
+    scheme: str
+    passed: bool
+    """Whether it kept at least the required share of the parent's ROC AUC."""
+    retention: float
+    metrics: dict[str, float]
+    accuracy_delta: float
+    roc_auc_delta: float
+    log_loss_delta: float
+    agreement: float
+    bytes: int
+    bytes_ratio: float
+    linear_bytes_ratio: float
+    weight_bytes: int
+    latency_1_ms: float
+    latency_256_ms: float
+    latency_1_ratio: float
+    latency_256_ratio: float
+    artifact_sha256: str
+    artifact_path: str
+    """Where the variant's artifact lies in the MLflow run (`quantization/<scheme>`)."""
+
+
+class QuantizationResult(_Frozen):
+    """The variant chosen for registration, and every variant tried with its figures."""
+
+    scheme: str
+    policy: str
+    threshold: float
+    bytes: int
+    fp32_bytes: int
+    retention: float
+    model_uri: str
+    artifact_sha256: str
+    parent_run: str
+    variants: tuple[QuantizedVariant, ...]
+    duration_s: float = 0.0

@@ -21,7 +21,7 @@ from mlops.dataset_spec import FeatureSchema
 from mlops.errors import ArtifactIntegrityError
 from mlops.modeling import TabularModel, load_model
 from mlops.modeling.artifact import MODEL_JSON
-from mlops.modeling.data import TabularArrays
+from mlops.modeling.data import LabelEncoding, TabularArrays
 from mlops.modeling.preprocessing import Preprocessor
 from quantization.artifact import QUANTIZED_FORMAT, load_quantized
 from quantization.model import QuantizedModel
@@ -41,6 +41,9 @@ class ServedModel(Protocol):
 
     @property
     def classes(self) -> tuple[int | str, ...]: ...
+
+    @property
+    def labels(self) -> LabelEncoding: ...
 
     def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]: ...
 

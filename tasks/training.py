@@ -12,7 +12,7 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from mlops.candidate import score_stored_model, train_candidate
-from mlops.contracts import GateDecision, ModelVersionRef, TrainingResult
+from mlops.contracts import GateDecision, ModelVersionRef, QuantizationResult, TrainingResult
 from mlops.events import MODEL_REGISTERED, model_resource_id
 from mlops.lineage import lineage_key
 from mlops.modeling import EpochRecord, save_model, split_time_ordered
@@ -20,6 +20,7 @@ from mlops.modeling.evaluate import confusion, roc_curve_points
 from mlops.modeling.plots import confusion_figure, learning_curves_figure, roc_figure
 from mlops.registry.client import (
     CHAMPION,
+    LINEAGE_KEY_TAG,
     download_artifact,
     register_challenger,
     registry_client,
@@ -156,7 +157,10 @@ def quality_gate_task(data: TuningData, training: TrainingResult) -> GateDecisio
     client = registry_client(settings)
     champion = version_by_alias(client, data.spec.name, CHAMPION)
     champion_metrics = None
-    if champion is not None:
+    same_lineage = champion is not None and (champion.tags or {}).get(
+        LINEAGE_KEY_TAG
+    ) == lineage_key(training)
+    if champion is not None and not same_lineage:
         holdout = split_time_ordered(
             read_frame(data.path),
             data.spec,
@@ -173,6 +177,7 @@ def quality_gate_task(data: TuningData, training: TrainingResult) -> GateDecisio
         champion_metrics,
         settings.gate,
         champion_version=None if champion is None else str(champion.version),
+        champion_is_candidate=same_lineage,
     )
     log = get_run_logger()
     (log.info if decision.passed else log.warning)("quality gate: %s", decision.reason)
@@ -196,16 +201,18 @@ def quality_gate_task(data: TuningData, training: TrainingResult) -> GateDecisio
 @task(
     name="register-model", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only
 )
-def register_model_task(training: TrainingResult, tags: dict[str, str]) -> ModelVersionRef:
-    """Register the candidate as `challenger` (and `champion` when there is none)."""
+def register_model_task(
+    training: TrainingResult, quantized: QuantizationResult, tags: dict[str, str]
+) -> ModelVersionRef:
+    """Register the chosen variant as `challenger` (and `champion` when there is none)."""
     settings = get_settings()
     client = registry_client(settings)
     ref = register_challenger(
         client,
         training.dataset,
-        source=training.model_uri,
+        source=quantized.model_uri,
         run_id=training.mlflow_run_id,
-        artifact_sha256=training.artifact_sha256,
+        artifact_sha256=quantized.artifact_sha256,
         lineage_key=lineage_key(training),
         tags=tags,
     )
@@ -222,6 +229,7 @@ def register_model_task(training: TrainingResult, tags: dict[str, str]) -> Model
             "model_uri": ref.model_uri,
             "run_id": ref.run_id,
             "metrics": training.metrics,
+            "quantization": quantized.scheme,
         },
     )
     create_link_artifact(

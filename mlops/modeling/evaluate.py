@@ -8,6 +8,7 @@ question: is the network worth its complexity on this data?
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +41,16 @@ logger = logging.getLogger(__name__)
 _MISSING_CATEGORY = "__missing__"
 
 
-def evaluate(model: TabularModel, frame: pd.DataFrame, spec: DatasetSpec) -> Metrics:
+class Scorer(Protocol):
+    """Any model that scores raw frames: the fp32 model or one of its quantized variants."""
+
+    @property
+    def labels(self) -> LabelEncoding: ...
+
+    def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]: ...
+
+
+def evaluate(model: Scorer, frame: pd.DataFrame, spec: DatasetSpec) -> Metrics:
     """Metrics of a model on labelled rows (normally the holdout).
 
     Raises:

@@ -101,19 +101,27 @@ def register_challenger(
 
 
 def download_artifact(client: MlflowClient, name: str, version: str, destination: Path) -> Path:
-    """Download a version and return the folder of our own artifact inside it.
+    """Download a registered version and return the folder of our own artifact inside it.
 
     Raises:
         ArtifactIntegrityError: the version holds no model artifact of ours.
     """
+    return download_model(client.get_model_version_download_uri(name, version), destination)
+
+
+def download_model(uri: str, destination: Path) -> Path:
+    """Download a logged model (`models:/...`, `runs:/...`) and return our artifact's folder.
+
+    Raises:
+        ArtifactIntegrityError: the model holds no model artifact of ours.
+    """
     from mlflow.artifacts import download_artifacts
 
     destination.mkdir(parents=True, exist_ok=True)
-    uri = client.get_model_version_download_uri(name, version)
     root = Path(download_artifacts(artifact_uri=uri, dst_path=str(destination)))
     found = sorted(root.rglob(MODEL_JSON))
     if not found:
-        raise ArtifactIntegrityError(f"model {name} v{version} has no {MODEL_JSON} under {uri}")
+        raise ArtifactIntegrityError(f"{uri} holds no {MODEL_JSON}: not a model of ours")
     return found[0].parent
 
 

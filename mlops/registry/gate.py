@@ -22,8 +22,16 @@ def quality_gate(
     champion: Mapping[str, float] | None,
     settings: GateSettings,
     champion_version: str | None = None,
+    *,
+    champion_is_candidate: bool = False,
 ) -> GateDecision:
-    """Decide whether `candidate` may be registered as challenger (higher metric is better)."""
+    """Decide whether `candidate` may be registered as challenger (higher metric is better).
+
+    `champion_is_candidate`: the champion was trained on the same training set with the
+    same parameters (same lineage key), i.e. this run re-made it. The champion may be a
+    compressed variant whose metric differs slightly from its fp32 parent's, so it is
+    not compared: the run passes and registration finds the existing version.
+    """
     metric = settings.metric
     mine, theirs = candidate[metric], baseline[metric]
     held = champion[metric] if champion is not None else None
@@ -43,6 +51,11 @@ def quality_gate(
             f"{theirs:.4f} by {settings.min_gain_over_baseline:.4f}"
         )
         return evidence.model_copy(update={"reason": reason})
+    if champion_is_candidate:
+        reason = (
+            f"champion v{champion_version} is this very model (same training set and parameters)"
+        )
+        return evidence.model_copy(update={"passed": True, "reason": reason})
     if held is not None and mine < held - settings.champion_tolerance - _EPSILON:
         reason = (
             f"{metric} {mine:.4f} is worse than champion v{champion_version} ({held:.4f}) "

@@ -257,7 +257,13 @@ def test_baseline_is_tuned_registered_and_traceable(baseline: BaselineState) -> 
     assert tags["study.name"] == result.training.study_name
     assert tags["mlflow.run_id"] == result.training.mlflow_run_id
     assert tags["prefect.flow_run_id"] == str(result.flow_run_id)
-    assert tags["artifact.sha256"] == result.training.artifact_sha256
+    quantized = result.quantization
+    assert quantized is not None
+    assert tags["artifact.sha256"] == quantized.artifact_sha256
+    assert tags["quantization.scheme"] == quantized.scheme
+    assert tags["quantization.parent_run"] == result.training.mlflow_run_id
+    assert float(tags["quantization.retention"]) == pytest.approx(quantized.retention, abs=1e-6)
+    assert int(tags["quantization.bytes"]) == quantized.bytes
     trials = client.search_runs(
         [client.get_run(result.training.mlflow_run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{result.training.mlflow_run_id}'",
@@ -270,6 +276,64 @@ def test_baseline_is_tuned_registered_and_traceable(baseline: BaselineState) -> 
         "evaluation/confusion_matrix.png",
     } <= logged
     assert {t.data.tags["optuna.trial_state"] for t in trials} <= {"complete", "pruned"}
+
+
+def test_every_variant_is_scored_logged_and_the_chosen_one_serves(
+    baseline: BaselineState,
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    result = baseline.result
+    quantized, training = result.quantization, result.training
+    assert quantized is not None and training is not None and result.model is not None
+    tried = {v.scheme: v for v in quantized.variants}
+    assert set(tried) == {"fp32", "int8", "fp16", "ternary"}
+    chosen = tried[quantized.scheme]
+    assert chosen.passed and quantized.retention >= quantized.threshold or chosen.scheme == "fp32"
+    assert quantized.fp32_bytes > 0 and quantized.bytes == chosen.bytes
+    passing = [v for v in tried.values() if v.passed]
+    assert chosen.bytes == min(v.bytes for v in passing), "smallest-passing is the default policy"
+    uri = baseline.settings.resolved_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    logged = {a.path for a in client.list_artifacts(training.mlflow_run_id, "quantization")}
+    assert {f"quantization/{s}" for s in tried} | {"quantization/comparison.md"} <= logged
+    metrics = client.get_run(training.mlflow_run_id).data.metrics
+    assert metrics["quantization.ternary.retention"] == pytest.approx(tried["ternary"].retention)
+    # The registered version is the chosen variant and loads from the registry alone.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    served = mlflow.pyfunc.load_model(f"models:/card_fraud/{result.model.version}")
+    rows = baseline.batch.drop(columns=["is_fraud"]).head(64)
+    proba = served.predict(rows)
+    assert list(proba.columns) == ["p_0", "p_1"]
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_variant_failing_the_retention_gate_is_never_registered(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    data = write_batch(generate(Scenario.BASELINE, 3_000, START), tmp_path / "batch.parquet")
+    # Post-training ternarization (no fine-tuning) cannot keep all of the parent's ROC AUC.
+    strict = {
+        "MLOPS_QUANTIZATION__SCHEMES": '["fp32", "ternary"]',
+        "MLOPS_QUANTIZATION__QAT_EPOCHS": "0",
+        "MLOPS_QUANTIZATION__MIN_RETENTION": "1.0",
+    }
+    with mlops_env(tmp_path / "state", **strict) as settings:
+        result = _run(data)
+    quantized, training = result.quantization, result.training
+    assert quantized is not None and training is not None and result.model is not None
+    ternary = next(v for v in quantized.variants if v.scheme == "ternary")
+    assert not ternary.passed and ternary.retention < 1.0
+    assert quantized.scheme == "fp32"
+    uri = settings.resolved_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    tags = client.get_model_version("card_fraud", result.model.version).tags
+    assert tags["quantization.scheme"] == "fp32"
+    assert tags["artifact.sha256"] == training.artifact_sha256
 
 
 def test_a_candidate_that_fails_the_gate_changes_nothing_in_the_registry(

@@ -67,6 +67,23 @@ def test_worse_than_the_champion_beyond_the_tolerance_is_refused() -> None:
     )
 
 
+def test_a_rerun_that_remade_the_champion_passes_without_comparing() -> None:
+    # A compressed champion may score a little above its own fp32 parent: re-running the
+    # pipeline on the same data must not refuse the model it made before.
+    decision = quality_gate(
+        scores(0.875), scores(0.75), None, GATE, champion_version="2", champion_is_candidate=True
+    )
+    assert decision.passed
+    assert "champion v2 is this very model" in decision.reason
+
+
+def test_the_baseline_still_applies_to_a_rerun_of_the_champion() -> None:
+    decision = quality_gate(
+        scores(0.6), scores(0.75), None, GATE, champion_version="2", champion_is_candidate=True
+    )
+    assert not decision.passed
+
+
 def test_equal_to_the_champion_passes_with_no_tolerance() -> None:
     strict = GATE.model_copy(update={"champion_tolerance": 0.0})
     assert quality_gate(scores(0.875), scores(0.75), scores(0.875), strict, "1").passed
