@@ -1,0 +1,95 @@
+"""`mlops canary status|promote|rollback`: a person's view of and hand on a rollout.
+
+The rollout flow decides on evidence; these commands are for the times a person must
+look or overrule. Every manual action goes to the same audit trail as the policy's,
+under the person's name.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Annotated
+
+import typer
+
+from mlops.errors import PipelineError
+from mlops.registry.client import CHALLENGER, CHAMPION, registry_client, version_by_alias
+from mlops.rollout.audit import AuditTrail, audit_url
+from mlops.rollout.policy import RolloutAction, promote_now, rollback_now
+from mlops.rollout.state import read_rollout
+from mlops.settings import get_settings
+
+canary_app = typer.Typer(help="Inspect or overrule the canary rollout.", no_args_is_help=True)
+
+ModelOption = Annotated[str | None, typer.Option("--model", help="Default: the served model.")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
+
+
+@canary_app.command("status")
+def canary_status(
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Where the rollout stands: aliases, stage, share, and the last decisions."""
+    settings = get_settings()
+    name = model or settings.serving.model_name
+    client = registry_client(settings)
+    state = read_rollout(client, name)
+    champion = version_by_alias(client, name, CHAMPION)
+    challenger = version_by_alias(client, name, CHALLENGER)
+    history = AuditTrail(audit_url(settings)).history(name)[-10:]
+    summary = {
+        "model": name,
+        "champion": None if champion is None else str(champion.version),
+        "challenger": None if challenger is None else str(challenger.version),
+        "rollout": state.model_dump(mode="json"),
+        "stages": list(settings.rollout.stages),
+        "decisions": [record.model_dump(mode="json") for record in history],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    held = {alias: summary[alias] or "-" for alias in (CHAMPION, CHALLENGER)}
+    typer.echo(f"{name}: champion v{held[CHAMPION]}, challenger v{held[CHALLENGER]}")
+    typer.echo(
+        f"rollout {state.status.value}: stage {state.stage} of {len(settings.rollout.stages) - 1}, "
+        f"challenger share {state.share:.0%}{' (shadow)' if state.shadow else ''}"
+        + (f" — {state.reason}" if state.reason else "")
+    )
+    for record in history:
+        typer.echo(
+            f"  {record.decided_at:%Y-%m-%d %H:%M:%S}  v{record.version}  {record.action:<8} "
+            f"by {record.actor}: {record.reason}"
+        )
+
+
+@canary_app.command("promote")
+def canary_promote(reason: ReasonOption = "promoted by hand", model: ModelOption = None) -> None:
+    """Make the challenger the champion now, whatever the rollout's stage."""
+    _act(RolloutAction.PROMOTE, model, reason)
+
+
+@canary_app.command("rollback")
+def canary_rollback(
+    reason: ReasonOption = "rolled back by hand", model: ModelOption = None
+) -> None:
+    """Withdraw the challenger now; its version is tagged with the reason."""
+    _act(RolloutAction.ROLLBACK, model, reason)
+
+
+def _act(action: RolloutAction, model: str | None, reason: str) -> None:
+    settings = get_settings()
+    name = model or settings.serving.model_name
+    client = registry_client(settings)
+    manual = promote_now if action is RolloutAction.PROMOTE else rollback_now
+    try:
+        decision = manual(client, name, getpass.getuser(), reason)
+    except PipelineError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    if decision.action is RolloutAction.HOLD:
+        typer.echo(f"nothing done: {decision.reason}")
+        return
+    AuditTrail(audit_url(settings)).record(decision, name, decision.challenger_version)
+    typer.echo(f"{name} v{decision.challenger_version}: {decision.action.value} ({reason})")

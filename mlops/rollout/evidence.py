@@ -1,0 +1,278 @@
+"""What a rollout has seen so far, reduced from the prediction log and the feedback.
+
+Inputs are the frames the prediction-log helpers return (`read_predictions`,
+`read_feedback`): one row per scored request and model, with columns
+`prediction_id, request_id, model_name, model_version, variant, shadow, entity,
+score, prediction, latency_ms, status, error, ts` (`score`: probability of the
+positive class), and one row per label, `prediction_id, label, ts` (the label as
+the class, e.g. "1"). In shadow, the challenger's mirrored row has the id of the
+champion's answer plus `SHADOW_SUFFIX` (or the same id): that pairs the two, and
+the label of the answered prediction serves both.
+
+Two windows:
+
+- **guardrails** (error rate, p99 latency) look at the current stage, since
+  `stage_started_at`: what the challenger does at its present share of traffic, next
+  to what the champion does at the same time;
+- the **sequential test** looks at every labelled prediction of the rollout: the
+  challenger's rows of its version, and the champion's rows since the challenger's
+  first one (contemporaneous traffic).
+
+A row failed when its `error` is set or its `status` is not one of `OK_STATUSES`;
+failed rows count as predictions and errors, and carry no loss.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from mlops.rollout.sequential import MetricEvidence, Moments, log_loss
+from mlops.rollout.state import RolloutState, Variant
+
+SHADOW_SUFFIX = "-shadow"
+"""How the service names a mirrored row: `<answered prediction id>-shadow`."""
+OK_STATUSES = frozenset({"ok", "success", "200"})
+"""Values of the `status` column that mean the model produced a score."""
+MIN_LATENCY_SAMPLES = 100
+"""A p99 from fewer latencies than this is not reported (it would be the maximum)."""
+SummaryValue = float | int | str | bool | None
+
+
+class ArmStats(BaseModel):
+    """One arm's traffic in the current stage (and its labels over the whole rollout)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    predictions: int
+    """Rows scored in the current stage (failed ones included)."""
+    errors: int
+    p99_latency_ms: float | None
+    """None below `MIN_LATENCY_SAMPLES` latencies."""
+    latency_samples: int
+    labelled: int
+    """Labelled successful predictions over the whole rollout."""
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.predictions if self.predictions else None
+
+
+class StageEvidence(BaseModel):
+    """Everything the policy decides on, computed at one moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_name: str
+    challenger_version: str
+    stage: int
+    computed_at: datetime
+    challenger: ArmStats
+    champion: ArmStats
+    champion_reference_p99_ms: float | None
+    """The champion's p99 to compare with: the stage's when it has enough latencies,
+    else the whole rollout's (at 100 % the champion answers nothing in the stage)."""
+    metric: Literal["log_loss"] = "log_loss"
+    losses: MetricEvidence = MetricEvidence()
+
+    @property
+    def p99_latency_ratio(self) -> float | None:
+        """Challenger p99 / champion p99, when both are known."""
+        chall, champ = self.challenger.p99_latency_ms, self.champion_reference_p99_ms
+        if chall is None or champ is None or champ <= 0:
+            return None
+        return chall / champ
+
+    def summary(self) -> dict[str, SummaryValue]:
+        """A flat dictionary for decisions, audit records, events and UI tables."""
+        losses = self.losses
+        return {
+            "stage": self.stage,
+            "challenger_predictions": self.challenger.predictions,
+            "challenger_errors": self.challenger.errors,
+            "challenger_error_rate": self.challenger.error_rate,
+            "challenger_p99_ms": self.challenger.p99_latency_ms,
+            "champion_predictions": self.champion.predictions,
+            "champion_errors": self.champion.errors,
+            "champion_p99_ms": self.champion_reference_p99_ms,
+            "p99_latency_ratio": self.p99_latency_ratio,
+            "metric": self.metric,
+            "labelled_paired": losses.paired.n,
+            "labelled_challenger": losses.challenger.n,
+            "labelled_champion": losses.champion.n,
+            "mean_loss_delta_paired": _finite(losses.paired.mean),
+            "mean_loss_challenger": _finite(losses.challenger.mean),
+            "mean_loss_champion": _finite(losses.champion.mean),
+        }
+
+
+def compute_evidence(
+    state: RolloutState,
+    predictions: pd.DataFrame,
+    feedback: pd.DataFrame,
+    now: datetime,
+    *,
+    positive_label: str = "1",
+) -> StageEvidence:
+    """Reduce the prediction log and feedback to a rollout's evidence at `now`.
+
+    Rows of other models, and challenger rows of other versions, are ignored, so the
+    frames may cover more than the rollout (read them since the rollout began, or a
+    little before). Labels equal to `positive_label` (as text; `true` counts as "1",
+    `1.0` as "1") are positives, every other label a negative.
+    """
+    if state.challenger_version is None:
+        raise ValueError(f"model {state.model_name}: no rollout, no evidence")
+    frame = _prepare(predictions, state.model_name)
+    variant = frame["variant"].astype(str)
+    is_chall = (variant == Variant.CHALLENGER.value) & (
+        frame["model_version"].astype(str) == state.challenger_version
+    )
+    chall = frame[is_chall]
+    is_champ = variant == Variant.CHAMPION.value
+    if len(chall):
+        is_champ &= frame["ts"] >= chall["ts"].min()
+    else:
+        is_champ &= False
+    champ = frame[is_champ]
+
+    stage_start = _timestamp(state.stage_started_at)
+    chall_stage = chall[chall["ts"] >= stage_start] if stage_start is not None else chall
+    champ_stage = champ[champ["ts"] >= stage_start] if stage_start is not None else champ
+
+    labels = _labels(feedback, positive_label)
+    losses, labelled_chall, labelled_champ = _losses(chall, champ, labels)
+    champ_stage_p99 = _p99(champ_stage)
+    reference = champ_stage_p99 if champ_stage_p99 is not None else _p99(champ)
+    return StageEvidence(
+        model_name=state.model_name,
+        challenger_version=state.challenger_version,
+        stage=state.stage,
+        computed_at=now,
+        challenger=_arm(chall_stage, labelled_chall),
+        champion=_arm(champ_stage, labelled_champ),
+        champion_reference_p99_ms=reference,
+        losses=losses,
+    )
+
+
+COLUMNS = (
+    "prediction_id",
+    "model_name",
+    "model_version",
+    "variant",
+    "shadow",
+    "score",
+    "latency_ms",
+    "status",
+    "error",
+    "ts",
+)
+
+
+def _prepare(predictions: pd.DataFrame, model_name: str) -> pd.DataFrame:
+    missing = [c for c in COLUMNS if c not in predictions.columns]
+    if missing and not predictions.empty:
+        raise ValueError(f"the prediction log lacks columns {missing}")
+    frame = predictions.reindex(columns=list(dict.fromkeys([*predictions.columns, *COLUMNS])))
+    frame = frame[frame["model_name"].astype(str) == model_name].copy()
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    error = frame["error"]
+    has_error = error.notna() & (error.astype(str).str.strip() != "")
+    status_ok = frame["status"].astype(str).str.strip().str.lower().isin(OK_STATUSES)
+    frame["failed"] = has_error | ~status_ok | frame["score"].isna()
+    frame["shadow"] = frame["shadow"].astype("boolean").fillna(False).astype(bool)
+    ids = frame["prediction_id"].astype(str)
+    frame["answered_id"] = ids.where(~frame["shadow"], ids.str.removesuffix(SHADOW_SUFFIX))
+    frame["latency_ms"] = pd.to_numeric(frame["latency_ms"], errors="coerce")
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    return frame
+
+
+def _timestamp(moment: datetime | None) -> pd.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _labels(feedback: pd.DataFrame, positive_label: str) -> pd.Series:
+    """The latest label of each prediction id, as 1.0 (positive) or 0.0."""
+    if feedback.empty or "label" not in feedback.columns:
+        return pd.Series(dtype=np.float64)
+    ordered = feedback.dropna(subset=["label"])
+    if "ts" in ordered.columns:
+        ordered = ordered.assign(ts=pd.to_datetime(ordered["ts"], utc=True)).sort_values(
+            "ts", kind="stable"
+        )
+    latest = ordered.drop_duplicates("prediction_id", keep="last")
+    positive = _normalise_label(positive_label)
+    values = [float(_normalise_label(label) == positive) for label in latest["label"]]
+    return pd.Series(values, index=latest["prediction_id"].astype(str).to_numpy(), dtype=float)
+
+
+def _normalise_label(label: object) -> str:
+    text = str(label).strip().lower()
+    if text in ("true", "false"):
+        return "1" if text == "true" else "0"
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def _losses(
+    chall: pd.DataFrame, champ: pd.DataFrame, labels: pd.Series
+) -> tuple[MetricEvidence, int, int]:
+    """Paired (shadow) and unpaired losses; each answered request in one component only."""
+    ok_chall = chall[~chall["failed"]].drop_duplicates("answered_id", keep="last")
+    ok_champ = champ[~champ["failed"]].drop_duplicates("answered_id", keep="last")
+    chall_loss = _labelled_losses(ok_chall, labels)
+    champ_loss = _labelled_losses(ok_champ, labels)
+    mirrored = set(ok_chall.loc[ok_chall["shadow"], "answered_id"])
+    paired_ids = chall_loss.index.intersection(champ_loss.index).intersection(list(mirrored))
+    paired = champ_loss.loc[paired_ids] - chall_loss.loc[paired_ids]
+    only_chall = chall_loss.drop(paired_ids)
+    only_champ = champ_loss.drop(paired_ids)
+    evidence = MetricEvidence(
+        paired=Moments.of(paired.to_numpy()),
+        challenger=Moments.of(only_chall.to_numpy()),
+        champion=Moments.of(only_champ.to_numpy()),
+    )
+    return evidence, len(chall_loss), len(champ_loss)
+
+
+def _labelled_losses(rows: pd.DataFrame, labels: pd.Series) -> pd.Series:
+    ids = rows["answered_id"]
+    label = ids.map(labels)
+    known = label.notna().to_numpy()
+    values = log_loss(rows["score"].to_numpy()[known], label.to_numpy()[known])
+    return pd.Series(values, index=ids.to_numpy()[known])
+
+
+def _arm(rows: pd.DataFrame, labelled: int) -> ArmStats:
+    latencies = rows["latency_ms"].dropna()
+    return ArmStats(
+        predictions=len(rows),
+        errors=int(rows["failed"].sum()),
+        p99_latency_ms=_p99(rows),
+        latency_samples=len(latencies),
+        labelled=labelled,
+    )
+
+
+def _p99(rows: pd.DataFrame) -> float | None:
+    latencies = rows["latency_ms"].dropna().to_numpy(dtype=np.float64)
+    if latencies.size < MIN_LATENCY_SAMPLES:
+        return None
+    return float(np.percentile(latencies, 99))
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,585 @@
+"""The rollout policy on evidence computed from prediction-log frames, and its effects.
+
+The registry is an in-memory stand-in with the few `MlflowClient` methods the rollout
+uses (the real registry is exercised in `tests/integration/test_rollout_registry.py`).
+The last tests run whole rollouts: requests routed by `route`, logged, labelled a
+tick later, reduced to evidence, decided and applied, tick after tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+
+from mlops.registry.client import CHALLENGER, CHAMPION
+from mlops.rollout.evidence import MIN_LATENCY_SAMPLES, compute_evidence
+from mlops.rollout.policy import (
+    NO_EVIDENCE,
+    ROLLED_BACK_REASON_TAG,
+    RolloutAction,
+    RolloutDecision,
+    apply_decision,
+    decide,
+    promote_now,
+    rollback_now,
+)
+from mlops.rollout.state import (
+    RolloutError,
+    RolloutState,
+    RolloutStatus,
+    Variant,
+    pause_rollout,
+    read_rollout,
+    resume_rollout,
+    start_rollout,
+)
+from mlops.settings import RolloutSettings
+from serving.routing import route
+
+NAME = "card_fraud"
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+SETTINGS = RolloutSettings(
+    min_predictions=200, min_stage_seconds=600, min_labels=150, alpha=0.05, max_error_rate=0.01
+)
+
+
+# --- an in-memory registry --------------------------------------------------------------
+
+
+@dataclass
+class FakeRegistry:
+    """The `MlflowClient` methods the rollout calls, on dictionaries."""
+
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def get_registered_model(self, name: str) -> Any:
+        self._known(name)
+        return SimpleNamespace(name=name, tags=dict(self.tags), aliases=dict(self.aliases))
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self._known(name)
+        self.tags[key] = value
+
+    def get_model_version(self, name: str, version: str) -> Any:
+        self._known(name)
+        if version not in self.versions:
+            raise MlflowException(f"no v{version}", error_code=RESOURCE_DOES_NOT_EXIST)
+        return SimpleNamespace(name=name, version=version, tags=dict(self.versions[version]))
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.versions[version][key] = value
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> Any:
+        if alias not in self.aliases:
+            raise MlflowException(f"no alias {alias}", error_code=INVALID_PARAMETER_VALUE)
+        return self.get_model_version(name, self.aliases[alias])
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        self.aliases[alias] = version
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        self.aliases.pop(alias)
+
+    def _known(self, name: str) -> None:
+        if name != NAME:
+            raise MlflowException(f"no model {name}", error_code=RESOURCE_DOES_NOT_EXIST)
+
+
+def registry() -> tuple[FakeRegistry, MlflowClient]:
+    fake = FakeRegistry(versions={"1": {}, "2": {}}, aliases={CHAMPION: "1", CHALLENGER: "2"})
+    return fake, cast(MlflowClient, fake)
+
+
+def state_at(stage: int, **fields: Any) -> RolloutState:
+    share = SETTINGS.stages[stage]
+    values: dict[str, Any] = {
+        "model_name": NAME,
+        "challenger_version": "2",
+        "status": RolloutStatus.RUNNING,
+        "stage": stage,
+        "share": share,
+        "shadow": share == 0.0,
+        "stage_started_at": T0,
+        "updated_at": T0,
+    }
+    return RolloutState(**(values | fields))
+
+
+# --- prediction-log frames ------------------------------------------------------------
+
+
+@dataclass
+class Log:
+    """Rows as the prediction log stores them, and labels as feedback stores them."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        variant: Variant,
+        score: float | None,
+        *,
+        ts: datetime,
+        prediction_id: str | None = None,
+        shadow: bool = False,
+        latency_ms: float = 5.0,
+        error: str | None = None,
+        label: int | None = None,
+        entity: str = "card-1",
+    ) -> str:
+        pid = prediction_id or uuid.uuid4().hex
+        if shadow:
+            pid = f"{pid}-shadow"  # as the service names a mirrored row
+        self.rows.append(
+            {
+                "prediction_id": pid,
+                "request_id": pid[:8],
+                "model_name": NAME,
+                "model_version": "2" if variant is Variant.CHALLENGER else "1",
+                "variant": variant.value,
+                "shadow": shadow,
+                "entity": entity,
+                "score": None if error else score,
+                "prediction": None if error or score is None else int(score >= 0.5),
+                "latency_ms": latency_ms,
+                "status": "error" if error else "ok",
+                "error": error,
+                "ts": ts,
+            }
+        )
+        if label is not None:
+            self.labels.append({"prediction_id": pid, "label": str(label), "ts": ts})
+        return pid
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        columns = ["prediction_id", "label", "ts"]
+        return pd.DataFrame(self.rows), pd.DataFrame(self.labels, columns=columns)
+
+
+def shadow_pairs(
+    log: Log,
+    n: int,
+    *,
+    champion: float = 0.1,
+    challenger: float = 0.1,
+    challenger_on_positives: float = 0.6,
+    positive_every: int = 10,
+    labelled: bool = True,
+    start: datetime = T0,
+    challenger_latency: float = 5.0,
+) -> None:
+    """`n` mirrored requests: a champion answer and a challenger shadow row each.
+
+    The champion scores positives 0.6 and negatives `champion`; the challenger scores
+    them `challenger_on_positives` and `challenger` (by default the same as the champion).
+    """
+    for i in range(n):
+        ts = start + timedelta(seconds=i)
+        label = int(i % positive_every == 0) if labelled else None
+        score_champ = 0.6 if label else champion
+        pid = log.add(Variant.CHAMPION, score_champ, ts=ts, label=label)
+        log.add(
+            Variant.CHALLENGER,
+            challenger_on_positives if label else challenger,
+            ts=ts,
+            prediction_id=pid,
+            shadow=True,
+            latency_ms=challenger_latency,
+        )
+
+
+def evidence_of(log: Log, state: RolloutState, now: datetime) -> Any:
+    predictions, feedback = log.frames()
+    return compute_evidence(state, predictions, feedback, now)
+
+
+# --- guardrails ------------------------------------------------------------------------
+
+
+def test_a_failing_challenger_is_rolled_back_at_its_first_error() -> None:
+    log, state = Log(), state_at(0)
+    pid = log.add(Variant.CHAMPION, 0.1, ts=T0)
+    log.add(Variant.CHALLENGER, None, ts=T0, prediction_id=pid, shadow=True, error="NaN output")
+    made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
+    assert made.action is RolloutAction.ROLLBACK
+    assert made.reason.startswith("guardrail: challenger error rate 1/1")
+    assert made.evidence["challenger_errors"] == 1
+
+
+def test_an_occasional_error_below_the_limit_does_not_roll_back() -> None:
+    log, state = Log(), state_at(0)
+    shadow_pairs(log, 300)
+    log.add(Variant.CHALLENGER, None, ts=T0, shadow=True, error="timeout")  # 1 in 301
+    made = decide(state, evidence_of(log, state, T0 + timedelta(hours=1)), SETTINGS, T0)
+    assert made.action is not RolloutAction.ROLLBACK
+
+
+def test_a_sustained_error_rate_above_the_limit_rolls_back() -> None:
+    log, state = Log(), state_at(1)
+    for i in range(400):
+        error = "boom" if i % 20 == 0 else None  # 5 % against a 1 % limit
+        log.add(Variant.CHALLENGER, 0.1, ts=T0 + timedelta(seconds=i), error=error)
+        log.add(Variant.CHAMPION, 0.1, ts=T0 + timedelta(seconds=i))
+    made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
+    assert made.action is RolloutAction.ROLLBACK
+    assert "error rate 20/400" in made.reason
+
+
+def test_a_slow_challenger_is_rolled_back_on_p99_latency() -> None:
+    log, state = Log(), state_at(0)
+    shadow_pairs(log, MIN_LATENCY_SAMPLES, labelled=False, challenger_latency=15.0)
+    made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
+    assert made.action is RolloutAction.ROLLBACK
+    assert "p99 latency 15.0 ms is 3.00x the champion's 5.0 ms (limit 2.00x)" in made.reason
+
+
+def test_latency_needs_enough_samples_for_a_p99() -> None:
+    log, state = Log(), state_at(0)
+    shadow_pairs(log, MIN_LATENCY_SAMPLES - 1, labelled=False, challenger_latency=15.0)
+    evidence = evidence_of(log, state, T0)
+    assert evidence.p99_latency_ratio is None
+    assert decide(state, evidence, SETTINGS, T0).action is RolloutAction.HOLD
+
+
+def test_an_empty_log_holds() -> None:
+    state = state_at(0)
+    made = decide(state, compute_evidence(state, pd.DataFrame(), pd.DataFrame(), T0), SETTINGS, T0)
+    assert (made.action, made.reason) == (
+        RolloutAction.HOLD,
+        "waiting for predictions 0/200, time 0/600 s, labels 0/150",
+    )
+    assert made.evidence["challenger_error_rate"] is None
+
+
+# --- stage progress ---------------------------------------------------------------------
+
+
+def test_a_stage_advances_only_with_predictions_time_and_labels() -> None:
+    state = state_at(0)
+    enough = T0 + timedelta(seconds=SETTINGS.min_stage_seconds)
+
+    log = Log()
+    shadow_pairs(log, 199)
+    held = decide(state, evidence_of(log, state, enough), SETTINGS, enough)
+    assert held.action is RolloutAction.HOLD
+    assert held.reason == "waiting for predictions 199/200"
+
+    log = Log()
+    shadow_pairs(log, 200, labelled=False)
+    early = enough - timedelta(seconds=1)
+    held = decide(state, evidence_of(log, state, early), SETTINGS, early)
+    assert held.reason == "waiting for time 599/600 s, labels 0/150"
+
+    log = Log()
+    shadow_pairs(log, 200)
+    made = decide(state, evidence_of(log, state, enough), SETTINGS, enough)
+    assert made.action is RolloutAction.ADVANCE
+    assert (made.from_stage, made.to_stage, made.to_share) == (0, 1, 0.05)
+    assert made.reason == "stage 0 complete: shadow -> 5%"
+    assert made.evidence["test_decision"] == "continue"
+
+
+def test_predictions_of_an_earlier_stage_do_not_count() -> None:
+    log = Log()
+    shadow_pairs(log, 300)  # during stage 0
+    state = state_at(1, stage_started_at=T0 + timedelta(hours=1))
+    now = T0 + timedelta(hours=2)
+    made = decide(state, evidence_of(log, state, now), SETTINGS, now)
+    assert made.action is RolloutAction.HOLD
+    assert made.reason == "waiting for predictions 0/200"
+
+
+def test_paused_and_finished_rollouts_hold() -> None:
+    log = Log()
+    shadow_pairs(log, 300)
+    for status in (RolloutStatus.PAUSED, RolloutStatus.PROMOTED, RolloutStatus.ROLLED_BACK):
+        state = state_at(0, status=status)
+        made = decide(state, evidence_of(log, state, T0), SETTINGS, T0 + timedelta(days=1))
+        assert (made.action, made.reason) == (RolloutAction.HOLD, f"rollout is {status}")
+
+
+# --- the sequential test in the policy --------------------------------------------------
+
+
+def test_clear_evidence_promotes_early() -> None:
+    log, state = Log(), state_at(0)
+    # the champion scores 0.1 on negatives, the challenger a better-calibrated 0.02
+    shadow_pairs(log, 200, challenger=0.02, positive_every=1_000)
+    made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
+    assert made.action is RolloutAction.PROMOTE
+    assert made.reason.startswith("challenger better: log loss lower by")
+    assert isinstance(made.evidence["p_better"], float) and made.evidence["p_better"] <= 0.05
+
+
+def test_clear_evidence_of_a_worse_challenger_rolls_back() -> None:
+    log, state = Log(), state_at(0)
+    shadow_pairs(log, 200, challenger=0.5, challenger_on_positives=0.5)  # random weights
+    made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
+    assert made.action is RolloutAction.ROLLBACK
+    assert made.reason.startswith("challenger worse")
+
+
+def test_the_test_waits_for_min_labels() -> None:
+    log, state = Log(), state_at(0)
+    shadow_pairs(log, 149, challenger=0.5, challenger_on_positives=0.5)
+    made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
+    assert made.action is RolloutAction.HOLD
+    assert made.evidence["test_decision"] == "continue"
+
+
+def test_the_last_stage_without_a_verdict_rolls_back() -> None:
+    log, state = Log(), state_at(4)
+    shadow_pairs(log, 300)  # identical scores: no difference to find
+    for i in range(300):
+        log.add(Variant.CHALLENGER, 0.1, ts=T0 + timedelta(seconds=i), label=0)
+    now = T0 + timedelta(hours=1)
+    made = decide(state, evidence_of(log, state, now), SETTINGS, now)
+    assert made.action is RolloutAction.ROLLBACK
+    assert made.reason.startswith(f"{NO_EVIDENCE} at 100% of traffic")
+    assert made.to_share == 0.0
+
+
+def test_evidence_pairs_shadow_rows_and_keeps_the_rest_unpaired() -> None:
+    log, state = Log(), state_at(1)
+    shadow_pairs(log, 50)
+    for i in range(40):
+        log.add(Variant.CHALLENGER, 0.2, ts=T0 + timedelta(minutes=5, seconds=i), label=0)
+    for i in range(60):
+        log.add(Variant.CHAMPION, 0.2, ts=T0 + timedelta(minutes=5, seconds=i), label=1)
+    log.add(Variant.CHAMPION, 0.2, ts=T0 - timedelta(days=1), label=1)  # before the rollout
+    losses = evidence_of(log, state, T0).losses
+    assert (losses.paired.n, losses.challenger.n, losses.champion.n) == (50, 40, 60)
+    assert losses.champion.mean == pytest.approx(-np.log(0.2))
+
+
+# --- applying decisions -------------------------------------------------------------------
+
+
+def test_apply_advance_then_a_stale_repeat_is_a_no_op(caplog: pytest.LogCaptureFixture) -> None:
+    fake, client = registry()
+    state = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    log = Log()
+    shadow_pairs(log, 200)
+    now = T0 + timedelta(hours=1)
+    made = decide(state, evidence_of(log, state, now), SETTINGS, now)
+    advanced = apply_decision(client, state, made)
+    assert (advanced.stage, advanced.share, advanced.shadow) == (1, 0.05, False)
+    assert advanced.stage_started_at == now
+    assert read_rollout(client, NAME) == advanced
+    with caplog.at_level(logging.INFO, logger="mlops.rollout.policy"):
+        again = apply_decision(client, state, made)
+    assert again == advanced
+    assert "no longer applies" in caplog.text
+
+
+def test_apply_promote_moves_the_aliases() -> None:
+    fake, client = registry()
+    state = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    made = _decision(RolloutAction.PROMOTE, "better")
+    promoted = apply_decision(client, state, made)
+    assert promoted.status is RolloutStatus.PROMOTED
+    assert fake.aliases == {CHAMPION: "2"}
+    assert apply_decision(client, state, made) == promoted  # idempotent
+
+
+def test_apply_rollback_clears_the_alias_and_tags_the_reason() -> None:
+    fake, client = registry()
+    state = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    rolled = apply_decision(client, state, _decision(RolloutAction.ROLLBACK, "worse"))
+    assert rolled.status is RolloutStatus.ROLLED_BACK
+    assert fake.aliases == {CHAMPION: "1"}
+    assert fake.versions["2"][ROLLED_BACK_REASON_TAG] == "worse"
+
+
+def _decision(action: RolloutAction, reason: str) -> RolloutDecision:
+    return RolloutDecision(
+        model_name=NAME,
+        challenger_version="2",
+        action=action,
+        reason=reason,
+        from_stage=0,
+        to_stage=0,
+        to_share=0.0,
+        evidence={},
+        decided_at=T0,
+        actor="test",
+    )
+
+
+def test_manual_promotion_and_rollback() -> None:
+    fake, client = registry()
+    start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    made = rollback_now(client, NAME, actor="alice", reason="looks off", now=T0)
+    assert (made.action, made.actor, made.challenger_version) == (
+        RolloutAction.ROLLBACK,
+        "alice",
+        "2",
+    )
+    assert fake.aliases == {CHAMPION: "1"}
+    assert rollback_now(client, NAME, "alice", "again").action is RolloutAction.HOLD
+    with pytest.raises(RolloutError, match="no challenger to promote"):
+        promote_now(client, NAME, "alice", "no challenger left")
+
+    fake.versions["3"] = {}
+    fake.aliases[CHALLENGER] = "3"  # registered, no rollout started
+    made = promote_now(client, NAME, actor="bob", reason="hotfix", now=T0)
+    assert (made.action, made.challenger_version) == (RolloutAction.PROMOTE, "3")
+    assert fake.aliases == {CHAMPION: "3"}
+    assert read_rollout(client, NAME).status is RolloutStatus.PROMOTED
+
+
+def test_pause_and_resume() -> None:
+    _, client = registry()
+    start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    paused = pause_rollout(client, NAME, "incident", now=T0)
+    assert (paused.status, paused.reason) == (RolloutStatus.PAUSED, "incident")
+    assert route("card-1", paused, True).mirror_to_challenger is False
+    later = T0 + timedelta(hours=3)
+    resumed = resume_rollout(client, NAME, now=later)
+    assert (resumed.status, resumed.stage_started_at) == (RolloutStatus.RUNNING, later)
+    assert resume_rollout(client, NAME) == resumed
+
+
+def test_start_is_idempotent_and_skips_the_champion() -> None:
+    fake, client = registry()
+    first = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    assert (first.status, first.shadow, first.share) == (RolloutStatus.RUNNING, True, 0.0)
+    assert start_rollout(client, NAME, "2", SETTINGS.stages) == first
+    assert start_rollout(client, NAME, "1", SETTINGS.stages) == first  # v1 is the champion
+    with pytest.raises(RolloutError, match="increase"):
+        start_rollout(client, NAME, "2", (0.0, 0.5, 0.25))
+
+
+def test_read_rollout_of_an_unknown_model_is_idle() -> None:
+    _, client = registry()
+    assert read_rollout(client, "other") == RolloutState(model_name="other")
+
+
+# --- whole rollouts -----------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Traffic on 2,000 cards; true fraud probabilities; labels a tick after the request."""
+
+    challenger_quality: str
+    seed: int = 0
+    rng: np.random.Generator = field(init=False)
+    log: Log = field(default_factory=Log)
+    pending: list[tuple[str, int, datetime]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def tick(self, state: RolloutState, now: datetime, requests: int = 300) -> float:
+        """Serve one tick of requests; return the challenger's answered share."""
+        for pid, label, ts in self.pending:  # last tick's labels arrive now
+            self.log.labels.append({"prediction_id": pid, "label": str(label), "ts": ts})
+        self.pending = []
+        answered_by_challenger = 0
+        for i in range(requests):
+            card = f"card-{self.rng.integers(2_000)}"
+            q = float(self.rng.beta(0.5, 8.0))
+            label = int(self.rng.random() < q)
+            ts = now + timedelta(milliseconds=i)
+            champ_score = _noisy(q, 1.0, self.rng)
+            chall_score = (
+                float(self.rng.random())
+                if self.challenger_quality == "random-weights"
+                else _noisy(q, 0.1, self.rng)
+            )
+            decision = route(card, state, challenger_loaded=True)
+            if decision.answer is Variant.CHALLENGER:
+                answered_by_challenger += 1
+                pid = self.log.add(Variant.CHALLENGER, chall_score, ts=ts, entity=card)
+            else:
+                pid = self.log.add(Variant.CHAMPION, champ_score, ts=ts, entity=card)
+                if decision.mirror_to_challenger:
+                    self.log.add(
+                        Variant.CHALLENGER,
+                        chall_score,
+                        ts=ts,
+                        prediction_id=pid,
+                        shadow=True,
+                        entity=card,
+                    )
+            self.pending.append((pid, label, ts))
+        return answered_by_challenger / requests
+
+
+def _noisy(q: float, noise: float, rng: np.random.Generator) -> float:
+    logit = np.log(q) - np.log1p(-q) + noise * rng.standard_normal()
+    return float(1.0 / (1.0 + np.exp(-logit)))
+
+
+def run_rollout(world: World, ticks: int = 60) -> tuple[RolloutState, float, list[str]]:
+    """Tick every 5 minutes until the rollout ends; the highest share and the actions."""
+    _, client = registry()
+    state = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    highest, actions = 0.0, []
+    for k in range(ticks):
+        now = T0 + timedelta(minutes=5 * k)
+        highest = max(highest, world.tick(state, now))
+        later = now + timedelta(minutes=5)
+        made = decide(state, evidence_of(world.log, state, later), SETTINGS, later)
+        actions.append(made.action.value)
+        state = apply_decision(client, state, made)
+        if not state.active:
+            break
+    return state, highest, actions
+
+
+def test_a_random_weights_challenger_never_answers_a_request() -> None:
+    state, highest, actions = run_rollout(World("random-weights"))
+    assert state.status is RolloutStatus.ROLLED_BACK
+    assert state.reason.startswith("challenger worse")
+    assert highest == 0.0  # never past the first stage's (shadow) share
+    assert "advance" not in actions
+
+
+def test_a_random_weights_challenger_without_labels_stays_in_shadow() -> None:
+    world = World("random-weights")
+    _, client = registry()
+    state = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    for k in range(12):
+        now = T0 + timedelta(minutes=5 * k)
+        world.tick(state, now)
+        world.pending = []  # labels never arrive
+        made = decide(state, evidence_of(world.log, state, now), SETTINGS, now)
+        state = apply_decision(client, state, made)
+    assert (state.status, state.stage, state.shadow) == (RolloutStatus.RUNNING, 0, True)
+    assert made.reason == "waiting for labels 0/150"
+
+
+def test_a_better_challenger_is_promoted() -> None:
+    state, highest, actions = run_rollout(World("better", seed=1))
+    assert state.status is RolloutStatus.PROMOTED, actions
+    assert state.reason.startswith("challenger better")
+
+
+def test_labels_are_read_as_classes() -> None:
+    log, state = Log(), state_at(1)
+    for i, label in enumerate(["1", "1.0", "True", "0", "false", "0.0"]):
+        pid = log.add(Variant.CHALLENGER, 0.8, ts=T0 + timedelta(seconds=i))
+        log.labels.append({"prediction_id": pid, "label": label, "ts": T0})
+    predictions, feedback = log.frames()
+    losses = compute_evidence(state, predictions, feedback, T0).losses.challenger
+    assert losses.n == 6
+    assert losses.total == pytest.approx(-3 * np.log(0.8) - 3 * np.log(0.2))
+    named = feedback.assign(label=["fraud", "fraud", "fraud", "ok", "ok", "ok"])
+    again = compute_evidence(state, predictions, named, T0, positive_label="fraud").losses
+    assert again.challenger.total == pytest.approx(losses.total)
