@@ -202,6 +202,25 @@ class RolloutSettings(BaseModel):
     )
 
 
+class RetrainingSettings(BaseModel):
+    """Guardrails between a drift alarm and a retraining run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cooldown_s: float = Field(
+        default=6 * 3600.0, ge=0.0, description="No retraining this soon after the last one."
+    )
+    debounce_s: float = Field(
+        default=900.0, ge=0.0, description="Alarms this close to an earlier one are merged."
+    )
+    min_new_rows: int = Field(
+        default=1_000, ge=0, description="Labelled rows the retraining window must hold."
+    )
+    window_days: float = Field(
+        default=14.0, gt=0.0, description="How far back the retraining data reaches."
+    )
+
+
 class Settings(BaseSettings):
     """Every tunable of the system; see `.env.example` for the environment names."""
 
@@ -232,6 +251,7 @@ class Settings(BaseSettings):
     quantization: QuantizationSettings = QuantizationSettings()
     serving: ServingSettings = ServingSettings()
     rollout: RolloutSettings = RolloutSettings()
+    retraining: RetrainingSettings = RetrainingSettings()
 
     @field_validator("home")
     @classmethod
@@ -300,6 +320,11 @@ class Settings(BaseSettings):
     def predictions_dir(self) -> Path:
         """The embedded prediction log and feedback (parquet parts)."""
         return self.home / "predictions"
+
+    @property
+    def landing_dir(self) -> Path:
+        """Where labelled raw batches arrive from the source systems (one folder per dataset)."""
+        return self.home / "landing"
 
     @property
     def spill_dir(self) -> Path:
