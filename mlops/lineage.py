@@ -70,6 +70,7 @@ def lineage_tags(
         "features.project": features.project,
         "training_set.sha256": training_set.sha256,
         "training_set.rows": str(training_set.rows),
+        "training_set.uri": training_set.uri,
         "study.name": training.study_name,
         "study.best_trial": str(training.best_trial),
         "mlflow.run_id": training.mlflow_run_id,

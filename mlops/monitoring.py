@@ -1,0 +1,177 @@
+"""What the drift monitor compares: the champion's reference and a window of live traffic.
+
+The reference travels with the model: it is the training set the champion was trained
+on (named by the version's `training_set.*` lineage tags), scored by the champion
+itself so prediction drift has a baseline, with the champion's quality on its own
+holdout as the performance reference. The window is the prediction log's answered
+rows (shadow scores left out) joined with the labels that have arrived for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from mlops.dataset_spec import DatasetSpec, FeatureSchema
+from mlops.drift import (
+    DriftColumns,
+    DriftReport,
+    PerformanceMetrics,
+    measure_performance,
+)
+from mlops.errors import ConfigError
+from mlops.modeling import split_time_ordered
+from mlops.sources import read_frame
+from quantization.served import ServedModel
+
+logger = logging.getLogger(__name__)
+
+SCORE = "score"
+LABEL = "label"
+TRAINING_SET_URI_TAG = "training_set.uri"
+TRAINING_SET_SHA_TAG = "training_set.sha256"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The champion's training snapshot, scored by the champion, and its holdout quality."""
+
+    frame: pd.DataFrame
+    performance: PerformanceMetrics
+
+
+def drift_columns(schema: FeatureSchema) -> DriftColumns:
+    """The model's features, its positive-class score and the label, by kind."""
+    return DriftColumns.from_schema(schema, prediction=SCORE, label=LABEL)
+
+
+def training_set_path(tags: dict[str, str], training_sets_dir: Path, dataset: str) -> Path:
+    """Where the champion's training set lies, from its lineage tags.
+
+    Raises:
+        ConfigError: the tags name no training set, or it is gone.
+    """
+    uri = tags.get(TRAINING_SET_URI_TAG)
+    sha = tags.get(TRAINING_SET_SHA_TAG)
+    candidates = [Path(uri)] if uri else []
+    if sha:
+        candidates.append(training_sets_dir / dataset / f"{sha}.parquet")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ConfigError(
+        f"the champion's training set is not available (tags {TRAINING_SET_URI_TAG}={uri!r}, "
+        f"{TRAINING_SET_SHA_TAG}={sha!r}): cannot build the drift reference"
+    )
+
+
+def build_reference_frame(
+    model: ServedModel,
+    path: Path,
+    spec: DatasetSpec,
+    *,
+    holdout_fraction: float = 0.2,
+    validation_fraction: float = 0.2,
+) -> Reference:
+    """The training set scored by the model, and the model's quality on its holdout split."""
+    frame = read_frame(path)
+    scored = _with_score(model, frame, spec)
+    holdout = split_time_ordered(
+        scored, spec, holdout_fraction=holdout_fraction, validation_fraction=validation_fraction
+    ).holdout
+    performance = measure_performance(holdout[SCORE].to_numpy(), holdout[LABEL].to_numpy())
+    return Reference(frame=scored, performance=performance)
+
+
+def labelled_window(
+    predictions: pd.DataFrame, feedback: pd.DataFrame, schema: FeatureSchema
+) -> pd.DataFrame:
+    """Answered predictions with their features, score and (when it arrived) label.
+
+    Shadow rows are the challenger scoring mirrored traffic: not what users saw, so
+    they are left out. A prediction without a label keeps a missing label.
+    """
+    if predictions.empty:
+        return pd.DataFrame(columns=[*schema.columns, SCORE, LABEL])
+    answered = predictions[~predictions["shadow"].astype(bool)]
+    labels = feedback.set_index("prediction_id")["label"] if len(feedback) else pd.Series()
+    window = answered[[c for c in schema.columns if c in answered.columns]].copy()
+    window[SCORE] = answered[SCORE].astype(float)
+    window[LABEL] = pd.to_numeric(
+        answered["prediction_id"].map(labels).map(_label_value), errors="coerce"
+    )
+    return window.reset_index(drop=True)
+
+
+def drift_payload(
+    report: DriftReport,
+    *,
+    model_name: str,
+    model_version: str,
+    window_start: datetime,
+    window_end: datetime,
+    report_url: str | None,
+) -> dict[str, object]:
+    """The evidence a drift event carries: what drifted, in which window, where to read more."""
+    performance = report.performance
+    return {
+        "model_name": model_name,
+        "model_version": model_version,
+        "drift_share": report.share_drifted,
+        "drifted_features": list(report.drifted_columns),
+        "dataset_drift": report.dataset_drift,
+        "prediction_drift": report.prediction_drift,
+        "performance_degraded": bool(performance is not None and performance.degraded),
+        "roc_auc": None if performance is None else performance.current.roc_auc,
+        "reference_roc_auc": None
+        if performance is None or performance.reference is None
+        else performance.reference.roc_auc,
+        "window_start": window_start.isoformat(),
+        "window_end": window_end.isoformat(),
+        "rows": report.current_rows,
+        "report_url": report_url,
+        "reason": drift_reason(report),
+    }
+
+
+def drift_reason(report: DriftReport) -> str:
+    """One sentence a person reads: why the monitor raised (or did not raise) the alarm."""
+    parts: list[str] = []
+    if report.dataset_drift:
+        parts.append(
+            f"{report.n_drifted} of {len(report.evaluated_columns)} features drifted "
+            f"(share {report.share_drifted:.2f} ≥ {report.drift_share:.2f})"
+        )
+    if report.prediction_drift:
+        parts.append("the score distribution drifted")
+    if report.performance is not None and report.performance.degraded:
+        parts.append(f"ROC AUC fell by {report.performance.roc_auc_drop:.3f}")
+    if not parts:
+        return f"no drift: {report.message or f'share {report.share_drifted:.2f}'}"
+    return "; ".join(parts)
+
+
+def _with_score(model: ServedModel, frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    if spec.label not in frame.columns:
+        raise ConfigError(f"the training set lacks its label column {spec.label!r}")
+    positive = len(model.classes) - 1
+    scored = frame.copy()
+    scored[SCORE] = model.predict_proba(frame)[:, positive]
+    scored[LABEL] = model.labels.encode(frame[spec.label])
+    return scored
+
+
+def _label_value(label: object) -> float | None:
+    """Labels arrive as text ("1", "0", "true"): the positive class is 1."""
+    if label is None or (isinstance(label, float) and pd.isna(label)):
+        return None
+    text = str(label).strip().lower()
+    if text in ("1", "1.0", "true"):
+        return 1.0
+    if text in ("0", "0.0", "false"):
+        return 0.0
+    return None
