@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha25
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit lint format bench prefect-ui mlflow-ui feast-ui clean
+.PHONY: help install demo test test-unit lint format bench up down deploy prefect-ui mlflow-ui feast-ui clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,15 @@ format: $(STAMP) ## format the code
 bench: $(STAMP) ## time validation/materialization (100k, 1M rows) and a 20-trial study (1 vs 2 workers)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/training.py
+
+up: $(STAMP) ## start the local Prefect server (UI http://127.0.0.1:4200), deploy prefect.yaml, start a worker
+	$(BIN)/python -m mlops.localstack up
+
+down: ## stop what `make up` started (server, worker)
+	$(BIN)/python -m mlops.localstack down
+
+deploy: $(STAMP) ## (re)register the deployments of prefect.yaml on the running local server
+	$(BIN)/python -m mlops.localstack deploy
 
 prefect-ui: $(STAMP) ## serve the Prefect UI over the demo's runs (http://127.0.0.1:4200)
 	PREFECT_HOME=$(abspath $(or $(MLOPS_HOME),.mlops))/prefect $(BIN)/prefect server start \

@@ -1,5 +1,11 @@
 """The training pipeline: validate → features → training set → tune → evaluate → gate →
-quantize → register."""
+quantize → register.
+
+Started with a `retrain` request (the `on-drift` trigger, the nightly schedule), it first
+asks the retraining guardrails and trains on the retraining window collected from the
+landing folder; a request the guardrails hold back ends the run Completed with status
+`suppressed` and a markdown artifact saying why.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
-from pydantic import BaseModel, Field
+from prefect.states import Completed, Failed, State
+from pydantic import BaseModel, Field, model_validator
 
 from flows.tuning import trial_runner, tune_model
 from mlops.contracts import (
@@ -24,12 +30,14 @@ from mlops.contracts import (
 )
 from mlops.dataset_spec import DatasetSpec, load_spec
 from mlops.lineage import lineage_tags
+from mlops.retraining import GuardDecision, RetrainRequest, RunStatus
 from mlops.settings import RowPolicy, get_settings
 from mlops.tracking import start_parent_run
 from mlops.tuning import TuningData
 from tasks.features import build_training_set_task, materialize_features_task
 from tasks.ingest import ingest_batch_task
 from tasks.quantization import quantization_tags, quantize_model_task
+from tasks.retraining import check_retrain_guardrails_task, record_retrain_outcome_task
 from tasks.training import quality_gate_task, register_model_task, train_candidate_task
 from tasks.validation import load_reference_profile_task, validate_batch_task
 
@@ -51,6 +59,17 @@ class TrainingPipelineParams(BaseModel):
         default=True,
         description="Tune, train and register a model; off: stop after the training set.",
     )
+    retrain: RetrainRequest | None = Field(
+        default=None,
+        description="A retraining request (filled by the on-drift trigger): check the "
+        "guardrails, then train on the retraining window from the landing folder.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingPipelineParams:
+        if self.retrain is not None and self.data is not None:
+            raise ValueError("give `data` or `retrain`: a retraining builds its own batch")
+        return self
 
     def spec(self) -> DatasetSpec:
         """The dataset spec, reading from `data` when given."""
@@ -65,6 +84,7 @@ class PipelineStatus(StrEnum):
     NOT_PROMOTED = "not_promoted"
     REJECTED = "rejected"
     FEATURES_ONLY = "features_only"
+    SUPPRESSED = "suppressed"
 
 
 class TrainingPipelineResult(BaseModel):
@@ -83,6 +103,15 @@ class TrainingPipelineResult(BaseModel):
     flow_run_id: str | None = None
 
 
+class RetrainingSuppressed(BaseModel):
+    """A retraining request the guardrails held back: nothing was ingested or trained."""
+
+    status: PipelineStatus = PipelineStatus.SUPPRESSED
+    reason: str
+    decision: GuardDecision
+    flow_run_id: str | None = None
+
+
 @flow(name="training-pipeline")
 def training_pipeline(
     params: TrainingPipelineParams = TrainingPipelineParams(),  # noqa: B008 - immutable default
@@ -94,9 +123,42 @@ def training_pipeline(
     Completed with status `not_promoted`: the registry and its aliases are untouched.
     A candidate that passes is quantized; the variant the selection policy picks among
     those passing the retention gate (the fp32 candidate when none does) is registered.
+
+    With a `retrain` request the guardrails decide first (see `mlops.retraining`); a
+    held-back request ends Completed with status `suppressed`, and a retraining that
+    proceeds trains on the window batch and records its outcome in the ledger.
     """
-    settings = get_settings()
     spec = params.spec()
+    if params.retrain is None:
+        return _run_stages(params, spec)
+    plan = check_retrain_guardrails_task(spec, params.retrain)
+    if not plan.decision.proceed:
+        held = RetrainingSuppressed(
+            reason=plan.decision.reason,
+            decision=plan.decision,
+            flow_run_id=None if flow_run.id is None else str(flow_run.id),
+        )
+        return Completed(message=f"{held.status.value}: {held.reason}", data=held)
+    assert plan.batch is not None
+    try:
+        result = _run_stages(params, spec.with_source_path(Path(plan.batch)))
+    except Exception as exc:
+        record_retrain_outcome_task(plan.decision.key, RunStatus.FAILED, repr(exc))
+        raise
+    if isinstance(result, TrainingPipelineResult):
+        record_retrain_outcome_task(plan.decision.key, result.status.value, result.reason)
+    else:
+        record_retrain_outcome_task(
+            plan.decision.key, PipelineStatus.REJECTED.value, result.message or ""
+        )
+    return result
+
+
+def _run_stages(
+    params: TrainingPipelineParams, spec: DatasetSpec
+) -> TrainingPipelineResult | State:
+    """The stages of the pipeline on the batch `spec` reads (inside the flow run)."""
+    settings = get_settings()
     batch = ingest_batch_task(spec)
     profile = load_reference_profile_task(spec, batch)
     validated = validate_batch_task(spec, batch, profile, params.policy, return_state=True)

@@ -18,6 +18,7 @@ import typer
 
 from mlops.canary_cli import canary_app
 from mlops.errors import PipelineError
+from mlops.localstack import localstack_app
 from mlops.settings import RowPolicy, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ pipeline_app = typer.Typer(help="Run the training pipeline.", no_args_is_help=Tr
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(canary_app, name="canary")
+app.add_typer(localstack_app, name="stack")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

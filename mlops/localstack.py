@@ -1,0 +1,480 @@
+"""The local stack behind `make up` / `make down`: a Prefect server, the deployments, a worker.
+
+`up` starts `prefect server start` (its UI at http://127.0.0.1:4200) with PREFECT_HOME
+under the state directory, waits until `/api/health` answers, creates the `process`
+work pool if it is missing, registers the deployments of `prefect.yaml` and starts a
+worker on the pool (and, with `--serve`, the prediction service). Each process runs in
+a session of its own, detached from the terminal, with its pid file and log under
+`<state dir>/run/`; `down` stops them by pid: SIGTERM, then SIGINT, then SIGKILL.
+
+Only subprocess management lives here (no Prefect import): the end-to-end tests start
+the same stack on a free port through `LocalStack`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+import yaml
+
+from mlops.errors import PipelineError
+from mlops.settings import Settings, get_settings
+
+POOL = "mlops-local"
+SERVER, WORKER, SERVING = "server", "worker", "serving"
+_MARKERS = {
+    SERVER: ("prefect", "server"),
+    WORKER: ("prefect", "worker"),
+    SERVING: ("serving.cli", "serve"),
+}
+"""Words the command line of each component holds: a pid file naming another process
+(the pid was reused after a reboot) is ignored instead of killing a stranger."""
+
+
+class StackError(PipelineError):
+    """A part of the local stack did not start (its log says why)."""
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """Where the stack keeps its state and how it is reached.
+
+    Attributes:
+        repo: the checkout holding `prefect.yaml`; deployments and the worker run there.
+        run_dir: pid files and logs.
+        prefect_home: PREFECT_HOME of the server (its SQLite database).
+        env: extra environment of every process (the worker's flow runs inherit it).
+    """
+
+    repo: Path
+    run_dir: Path
+    prefect_home: Path
+    host: str = "127.0.0.1"
+    port: int = 4200
+    pool: str = POOL
+    worker_query_seconds: float = 2.0
+    prefect_file: str = "prefect.yaml"
+    serving_port: int = 8000
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, repo: Path | None = None, port: int | None = None
+    ) -> LocalStack:
+        """The stack of `make up`: state under the settings' home.
+
+        The port is the one given, else the one `up` last used (remembered in the run
+        directory), else 4200.
+        """
+        run_dir = settings.home / "run"
+        if port is None:
+            try:
+                port = int((run_dir / "port").read_text())
+            except (OSError, ValueError):
+                port = 4200
+        return cls(
+            repo=(repo or Path.cwd()).resolve(),
+            run_dir=run_dir,
+            prefect_home=settings.prefect_home,
+            port=port,
+            serving_port=settings.serving.port,
+        )
+
+    @property
+    def api_url(self) -> str:
+        """What clients set as PREFECT_API_URL."""
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        """The Prefect UI."""
+        return f"http://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The environment of the stack's processes."""
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update(
+            {
+                "PREFECT_HOME": str(self.prefect_home),
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_WORKER_QUERY_SECONDS": f"{self.worker_query_seconds:g}",
+                # The deployments' pull step works in "{{ $PWD }}": the checkout.
+                "PWD": str(self.repo),
+            }
+        )
+        return env
+
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        """Where a component writes its output."""
+        return self.run_dir / f"{name}.log"
+
+
+def _bin(tool: str) -> str:
+    """A console script of the running interpreter's environment (the venv's prefect)."""
+    candidate = Path(sys.executable).parent / tool
+    return str(candidate) if candidate.exists() else tool
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _spawn(stack: LocalStack, name: str, command: Sequence[str]) -> int:
+    """Start a detached component (its own session) and record its pid."""
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    stack.prefect_home.mkdir(parents=True, exist_ok=True)
+    with stack.log_file(name).open("ab") as log:
+        process = subprocess.Popen(
+            list(command),
+            cwd=stack.repo,
+            env=stack.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stack._pid_file(name).write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def running_pid(stack: LocalStack, name: str) -> int | None:
+    """The pid of a running component started by this stack, or None."""
+    path = stack._pid_file(name)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not _alive(pid) or not _is_ours(pid, name):
+        return None
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:  # our own child (the tests' stack): reap it if it has exited
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _is_ours(pid: int, name: str) -> bool:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True  # no /proc (macOS): trust the pid file
+    return all(marker in words for marker in _MARKERS[name])
+
+
+def stop(stack: LocalStack, name: str, timeout: float = 15.0) -> bool:
+    """Stop a component and its children: SIGTERM, then SIGINT, then SIGKILL.
+
+    The component leads its own process group, so the signal reaches what it started
+    (uvicorn's workers, the worker's flow-run processes). Returns False when it was
+    not running.
+    """
+    pid = running_pid(stack, name)
+    stack._pid_file(name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGINT, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.1)
+    return not _alive(pid)
+
+
+def _wait_until(
+    ready: Callable[[], bool],
+    what: str,
+    timeout: float,
+    stack: LocalStack,
+    name: str,
+    pid: int | None,
+) -> None:
+    """Poll `ready` until it is true; fail early (with the log's tail) if `pid` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if pid is not None and not _alive(pid):
+            raise StackError(f"{what}: the process exited\n{_tail(stack.log_file(name))}")
+        time.sleep(0.25)
+    raise StackError(f"{what}: not ready after {timeout:.0f} s\n{_tail(stack.log_file(name))}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=2.0)
+    except httpx.HTTPError:
+        return None
+
+
+# --------------------------------------------------------------------------- components
+
+
+def api_healthy(stack: LocalStack) -> bool:
+    """The server answers `/api/health`."""
+    response = _get(f"{stack.api_url}/health")
+    return response is not None and response.status_code == 200
+
+
+def start_server(stack: LocalStack, timeout: float = 180.0) -> int:
+    """Start the Prefect server (unless running) and wait until it is healthy."""
+    pid = running_pid(stack, SERVER)
+    if pid is None:
+        if api_healthy(stack):
+            raise StackError(f"another Prefect server already answers at {stack.api_url}")
+        command = [_bin("prefect"), "server", "start", "--host", stack.host]
+        command += ["--port", str(stack.port), "--analytics-off"]
+        pid = _spawn(stack, SERVER, command)
+    _wait_until(lambda: api_healthy(stack), "Prefect server", timeout, stack, SERVER, pid)
+    return pid
+
+
+def ensure_pool(stack: LocalStack) -> bool:
+    """Create the `process` work pool when it does not exist; True when created."""
+    response = _get(f"{stack.api_url}/work_pools/{stack.pool}")
+    if response is not None and response.status_code == 200:
+        return False
+    _run(
+        stack,
+        "work-pool",
+        [_bin("prefect"), "work-pool", "create", stack.pool, "--type", "process"],
+    )
+    return True
+
+
+def deployments_in(stack: LocalStack) -> list[tuple[str, str]]:
+    """(deployment name, entrypoint) of every deployment in the prefect file."""
+    document = yaml.safe_load((stack.repo / stack.prefect_file).read_text())
+    return [(d["name"], d["entrypoint"]) for d in document.get("deployments") or []]
+
+
+def deploy(stack: LocalStack, names: Sequence[str] | None = None) -> list[str]:
+    """Register deployments (all by default) on the server; returns those registered.
+
+    A deployment whose entrypoint file does not exist (yet) is left out with a
+    warning instead of failing the others.
+    """
+    wanted = []
+    for name, entrypoint in deployments_in(stack):
+        if names is not None and name not in names:
+            continue
+        if not (stack.repo / entrypoint.split(":", 1)[0]).is_file():
+            typer.secho(f"skipping deployment {name!r}: {entrypoint} not found", err=True)
+            continue
+        wanted.append(name)
+    if not wanted:
+        return []
+    command = [_bin("prefect"), "deploy", "--no-prompt", "--prefect-file", stack.prefect_file]
+    for name in wanted:
+        command += ["--name", name]
+    _run(stack, "deploy", command)
+    return wanted
+
+
+def _run(stack: LocalStack, name: str, command: Sequence[str]) -> None:
+    """Run a short CLI step to completion, its output appended to `<name>.log`."""
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    with stack.log_file(name).open("ab") as log:
+        done = subprocess.run(
+            list(command),
+            cwd=stack.repo,
+            env=stack.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise StackError(f"{' '.join(command[1:])} failed\n{_tail(stack.log_file(name))}")
+
+
+def workers_online(stack: LocalStack, name: str | None = None) -> int:
+    """Workers of the pool with a recent heartbeat (only the one called `name` if given)."""
+    try:
+        response = httpx.post(
+            f"{stack.api_url}/work_pools/{stack.pool}/workers/filter", json={}, timeout=2.0
+        )
+    except httpx.HTTPError:
+        return 0
+    if response.status_code != 200:
+        return 0
+    return sum(
+        1
+        for worker in response.json()
+        if worker.get("status") == "ONLINE" and name in (None, worker.get("name"))
+    )
+
+
+def start_worker(stack: LocalStack, timeout: float = 120.0) -> int:
+    """Start a process worker on the pool (unless running); wait until it is online.
+
+    The worker gets a name of its own, so a heartbeat left by an earlier worker of the
+    pool is not taken for this one's.
+    """
+    name_file = stack.run_dir / "worker.name"
+    pid = running_pid(stack, WORKER)
+    if pid is None:
+        fresh = f"{stack.pool}-{uuid.uuid4().hex[:8]}"
+        command = [_bin("prefect"), "worker", "start", "--pool", stack.pool, "--name", fresh]
+        pid = _spawn(stack, WORKER, command)
+        name_file.write_text(fresh)
+    name = name_file.read_text().strip() if name_file.is_file() else None
+
+    def online() -> bool:
+        return workers_online(stack, name) > 0
+
+    _wait_until(online, "Prefect worker", timeout, stack, WORKER, pid)
+    return pid
+
+
+def start_serving(stack: LocalStack, timeout: float = 120.0) -> int | None:
+    """Start the prediction service if this checkout has one; None when it has not."""
+    if not (stack.repo / "serving" / "cli.py").is_file():
+        return None
+    pid = running_pid(stack, SERVING)
+    if pid is None:
+        command = [sys.executable, "-m", "serving.cli", "serve", "--port", str(stack.serving_port)]
+        pid = _spawn(stack, SERVING, command)
+    url = f"http://{stack.host}:{stack.serving_port}/healthz"
+
+    def alive() -> bool:
+        response = _get(url)
+        return response is not None and response.status_code == 200
+
+    _wait_until(alive, "prediction service", timeout, stack, SERVING, pid)
+    return pid
+
+
+def up(stack: LocalStack, *, serve: bool = False) -> None:
+    """Server, work pool, deployments, worker (and the prediction service)."""
+    start_server(stack)
+    ensure_pool(stack)
+    deploy(stack)
+    start_worker(stack)
+    if serve:
+        start_serving(stack)
+
+
+def down(stack: LocalStack, timeout: float = 15.0) -> list[str]:
+    """Stop every component (worker first); returns the names that were running."""
+    return [name for name in (SERVING, WORKER, SERVER) if stop(stack, name, timeout)]
+
+
+# --------------------------------------------------------------------------- CLI
+
+localstack_app = typer.Typer(
+    help="The local stack: Prefect server and UI, deployments, worker.", no_args_is_help=True
+)
+
+
+def _stack(port: int | None = None) -> LocalStack:
+    return LocalStack.from_settings(get_settings(), port=port)
+
+
+@localstack_app.command("up")
+def up_command(
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Also start the prediction service.")
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Server port (default 4200).")
+    ] = None,
+) -> None:
+    """Start the Prefect server (UI), register the deployments and start a worker."""
+    stack = _stack(port)
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    (stack.run_dir / "port").write_text(f"{stack.port}\n")
+    try:
+        up(stack, serve=serve)
+    except StackError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"Prefect UI      {stack.ui_url}\n"
+        f"deployments     {', '.join(n for n, _ in deployments_in(stack))}\n"
+        f"worker          pool {stack.pool}, logs in {stack.run_dir}\n"
+        f"use it          export PREFECT_API_URL={stack.api_url}\n"
+        "stop            make down"
+    )
+
+
+@localstack_app.command("deploy")
+def deploy_command() -> None:
+    """(Re-)register the deployments of prefect.yaml on the running server."""
+    stack = _stack()
+    if not api_healthy(stack):
+        typer.secho(f"no Prefect server at {stack.api_url}: run `make up`", err=True)
+        raise typer.Exit(1)
+    try:
+        ensure_pool(stack)
+        typer.echo(f"deployed: {', '.join(deploy(stack))}")
+    except StackError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+@localstack_app.command("down")
+def down_command() -> None:
+    """Stop what `up` started (by pid)."""
+    stopped = down(_stack())
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@localstack_app.command("status")
+def status_command() -> None:
+    """Which components run, and whether the API answers."""
+    stack = _stack()
+    for name in (SERVER, WORKER, SERVING):
+        pid = running_pid(stack, name)
+        typer.echo(f"{name:8} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
+    healthy = api_healthy(stack)
+    typer.echo(f"api      {stack.api_url} {'healthy' if healthy else 'unreachable'}")
+    if healthy:
+        typer.echo(f"workers  {workers_online(stack)} online on {stack.pool}")
+
+
+if __name__ == "__main__":
+    localstack_app()

@@ -1,0 +1,164 @@
+"""`prefect.yaml` against the code: event names, entrypoints, pools and templated triggers.
+
+Trigger parameters are rendered with Prefect's own server-side code path (the one a
+`run-deployment` action takes), then validated by the flow's parameter model: a typo
+in a template or a payload key shows up here, not as a trigger that silently starts
+nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect import Flow
+from prefect.server.events.actions import RunDeployment
+from prefect.server.events.schemas.events import ReceivedEvent
+from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+import mlops.events
+from mlops.events import DRIFT_DETECTED, MODEL_REGISTERED, model_resource_id
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+DEPLOYMENTS = {d["name"]: d for d in DOCUMENT["deployments"]}
+EVENT_NAMES = {
+    value
+    for name, value in vars(mlops.events).items()
+    if name.isupper() and isinstance(value, str) and value.startswith("mlops.")
+}
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def load_flow(entrypoint: str) -> Flow[Any, Any]:
+    path, name = entrypoint.split(":")
+    if not (ROOT / path).is_file():
+        pytest.fail(f"entrypoint {entrypoint}: no file {path}")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, name)
+    assert isinstance(flow, Flow), f"{entrypoint} is not a Prefect flow"
+    return flow
+
+
+def render(parameters: dict[str, Any], event: ReceivedEvent) -> dict[str, Any]:
+    """Trigger parameters as the server renders them for a `run-deployment` action."""
+    rendered = copy.deepcopy(parameters)
+    RunDeployment._upgrade_v1_templates(rendered)
+    context = HydrationContext(
+        raise_on_error=True, render_jinja=True, jinja_context={"event": event}
+    )
+    return hydrate(rendered, context)
+
+
+def received(name: str, payload: dict[str, Any], model: str = "card_fraud") -> ReceivedEvent:
+    return ReceivedEvent(
+        id=uuid.uuid4(),
+        occurred=NOW,
+        event=name,
+        resource={"prefect.resource.id": model_resource_id(model), "prefect.resource.name": model},
+        payload=payload,
+    )
+
+
+def trigger(deployment: str) -> dict[str, Any]:
+    [only] = DEPLOYMENTS[deployment]["triggers"]
+    return dict(only)
+
+
+def test_the_deployments_of_the_loop_are_all_there() -> None:
+    names = {f"{load_flow(d['entrypoint']).name}/{d['name']}" for d in DOCUMENT["deployments"]}
+    assert names == {
+        "training-pipeline/manual",
+        "training-pipeline/scheduled",
+        "training-pipeline/on-drift",
+        "drift-monitor/hourly",
+        "canary-rollout/on-registered",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_each_deployment_runs_a_flow_on_the_local_process_pool(name: str) -> None:
+    deployment = DEPLOYMENTS[name]
+    flow = load_flow(deployment["entrypoint"])
+    assert deployment["work_pool"]["name"] == "mlops-local"
+    assert deployment.get("description"), "people read it in the UI"
+    # Parameters given in the YAML are valid for the flow (pydantic models: a UI form).
+    if deployment.get("parameters"):
+        flow.validate_parameters(deployment["parameters"])
+
+
+def test_triggers_use_the_event_names_of_mlops_events() -> None:
+    triggers = [t for d in DOCUMENT["deployments"] for t in d.get("triggers") or []]
+    assert triggers
+    for spec in triggers:
+        assert spec["type"] == "event" and spec["posture"] == "Reactive"
+        assert set(spec["expect"]) <= EVENT_NAMES, spec["expect"]
+        assert spec["match"]["prefect.resource.id"] == model_resource_id("*")
+
+
+def test_the_schedules_are_in_utc() -> None:
+    nightly = DEPLOYMENTS["scheduled"]["schedules"]
+    hourly = DEPLOYMENTS["hourly"]["schedules"]
+    assert [(s["cron"], s["timezone"]) for s in nightly] == [("0 2 * * *", "UTC")]
+    assert [(s["cron"], s["timezone"]) for s in hourly] == [("0 * * * *", "UTC")]
+
+
+def test_a_drift_event_is_templated_into_a_retraining_request() -> None:
+    onset = NOW - timedelta(days=3)
+    # What the drift monitor sends (mlops.monitoring.drift_payload) plus an onset.
+    event = received(
+        DRIFT_DETECTED,
+        {
+            "model_name": "card_fraud",
+            "drift_share": 0.75,
+            "drifted_features": ["amount", "channel"],
+            "window_start": (NOW - timedelta(hours=1)).isoformat(),
+            "window_end": NOW.isoformat(),
+            "reason": "3 of 4 features drifted",
+            "onset": onset.isoformat(),
+            "rows": 5000,
+        },
+    )
+    spec = trigger("on-drift")
+    assert spec["expect"] == [DRIFT_DETECTED]
+    parameters = render(spec["parameters"], event)
+    flow = load_flow(DEPLOYMENTS["on-drift"]["entrypoint"])
+    params = flow.validate_parameters(parameters)["params"]
+    request = params.retrain
+    assert params.data is None and params.train
+    assert request.event_id == str(event.id) and request.trigger.value == "drift"
+    assert request.model_name == "card_fraud" and request.drift_share == 0.75
+    assert request.drifted_features == ("amount", "channel")
+    assert request.onset == onset and request.reason == "3 of 4 features drifted"
+
+
+def test_a_minimal_drift_event_still_starts_a_run() -> None:
+    # Without an onset the drifted window's start is used; without anything, defaults.
+    start = NOW - timedelta(hours=1)
+    flow = load_flow(DEPLOYMENTS["on-drift"]["entrypoint"])
+    spec = trigger("on-drift")
+    windowed = flow.validate_parameters(
+        render(spec["parameters"], received(DRIFT_DETECTED, {"window_start": start.isoformat()}))
+    )
+    assert windowed["params"].retrain.onset == start
+    bare = flow.validate_parameters(render(spec["parameters"], received(DRIFT_DETECTED, {})))
+    request = bare["params"].retrain
+    assert request.onset is None and request.drift_share is None
+    assert request.drifted_features == () and request.reason == "drift detected"
+
+
+def test_a_registered_model_is_templated_into_a_canary_rollout() -> None:
+    spec = trigger("on-registered")
+    assert spec["expect"] == [MODEL_REGISTERED]
+    # tasks/training.py register_model_task's payload.
+    event = received(MODEL_REGISTERED, {"version": "7", "aliases": ["challenger"]})
+    flow = load_flow(DEPLOYMENTS["on-registered"]["entrypoint"])
+    params = flow.validate_parameters(render(spec["parameters"], event))["params"]
+    assert (params.model_name, params.version) == ("card_fraud", "7")
+    assert params.watch_seconds > 0

@@ -1,0 +1,336 @@
+"""Retraining guardrails (cooldown, debounce, rollout, minimum data) and the window."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops.dataset_spec import load_spec
+from mlops.errors import ConfigError
+from mlops.retraining import (
+    GuardOutcome,
+    RetrainRequest,
+    RetrainTrigger,
+    RunStatus,
+    check_retrain,
+    collect_window,
+    ledger_url,
+    pending_alarms,
+    recent_alarms,
+    record_outcome,
+    retrain_runs,
+    retraining_window,
+    trained_until,
+)
+from mlops.settings import FeastSettings, RetrainingSettings, Settings
+from mlops.synthetic import Scenario, generate, write_batch
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MODEL = "card_fraud"
+SPEC = load_spec(Path("datasets/card_fraud.yaml"))
+
+
+@pytest.fixture
+def guarded(settings: Settings) -> Settings:
+    """One hour of cooldown, ten minutes of debounce, 100 new rows at least."""
+    rules = RetrainingSettings(cooldown_s=3600, debounce_s=600, min_new_rows=100, window_days=7)
+    return settings.model_copy(update={"retraining": rules})
+
+
+def alarm(event: str, **fields: object) -> RetrainRequest:
+    return RetrainRequest.model_validate({"event_id": event, "model_name": MODEL, **fields})
+
+
+def decide(
+    settings: Settings,
+    request: RetrainRequest,
+    at: datetime,
+    *,
+    rollout_active: bool = False,
+    new_rows: int = 500,
+    run_id: str | None = None,
+) -> GuardOutcome:
+    decision = check_retrain(
+        request,
+        settings,
+        now=at,
+        rollout_active=rollout_active,
+        new_rows=new_rows,
+        run_id=run_id or f"run-{request.event_id}",
+    )
+    return decision.outcome
+
+
+def test_a_retraining_starts_a_cooldown_that_suppresses_the_next_alarm(guarded: Settings) -> None:
+    first = check_retrain(
+        alarm("e1"), guarded, now=T0, rollout_active=False, new_rows=500, run_id="r1"
+    )
+    assert first.proceed and first.outcome is GuardOutcome.PROCEED
+    second = check_retrain(
+        alarm("e2"),
+        guarded,
+        now=T0 + timedelta(minutes=30),
+        rollout_active=False,
+        new_rows=500,
+        run_id="r2",
+    )
+    assert second.outcome is GuardOutcome.SUPPRESSED and not second.proceed
+    assert "cooldown" in second.reason and "30 min" in second.reason
+    assert second.last_retrain_at == T0
+    # After the cooldown the next alarm proceeds.
+    assert decide(guarded, alarm("e3"), T0 + timedelta(hours=1, seconds=1)) is GuardOutcome.PROCEED
+    outcomes = {a.key: a.outcome for a in recent_alarms(guarded, MODEL)}
+    assert outcomes == {
+        "event:e1": GuardOutcome.PROCEED,
+        "event:e2": GuardOutcome.SUPPRESSED,
+        "event:e3": GuardOutcome.PROCEED,
+    }
+    assert [r.key for r in retrain_runs(guarded, MODEL)] == ["event:e3", "event:e1"]
+
+
+def test_a_crashed_retraining_does_not_start_a_cooldown(guarded: Settings) -> None:
+    assert decide(guarded, alarm("e1"), T0) is GuardOutcome.PROCEED
+    record_outcome(guarded, "event:e1", RunStatus.FAILED, now=T0, detail="worker died")
+    later = T0 + timedelta(minutes=20)  # past the debounce, inside the cooldown
+    assert decide(guarded, alarm("e2"), later) is GuardOutcome.PROCEED
+    failed = [r for r in retrain_runs(guarded, MODEL) if r.key == "event:e1"][0]
+    assert failed.status == "failed" and failed.detail == "worker died"
+    assert failed.finished_at == T0
+
+
+def test_repeated_alarms_are_debounced_in_bursts_not_chained(guarded: Settings) -> None:
+    # No data yet: nothing trains, so only the debounce holds alarms back.
+    at = [T0 + timedelta(minutes=m) for m in (0, 5, 9, 11, 15)]
+    outcomes = [decide(guarded, alarm(f"e{i}"), t, new_rows=0) for i, t in enumerate(at)]
+    assert outcomes == [
+        GuardOutcome.INSUFFICIENT_DATA,
+        GuardOutcome.DEBOUNCED,
+        GuardOutcome.DEBOUNCED,
+        # 11 min after the burst's first alarm: a new burst, even though the previous
+        # alarm was only 2 minutes earlier.
+        GuardOutcome.INSUFFICIENT_DATA,
+        GuardOutcome.DEBOUNCED,
+    ]
+    merged = {a.key: a.merged_into for a in recent_alarms(guarded, MODEL)}
+    assert merged["event:e1"] == merged["event:e2"] == "event:e0"
+    assert merged["event:e4"] == "event:e3"
+
+
+def test_a_scheduled_retraining_is_not_debounced(guarded: Settings) -> None:
+    assert decide(guarded, alarm("e1"), T0, new_rows=0) is GuardOutcome.INSUFFICIENT_DATA
+    nightly = RetrainRequest(trigger=RetrainTrigger.SCHEDULE, model_name=MODEL)
+    decision = check_retrain(
+        nightly,
+        guarded,
+        now=T0 + timedelta(minutes=1),
+        rollout_active=False,
+        new_rows=500,
+        run_id="nightly-1",
+    )
+    assert decision.proceed and decision.key == "run:nightly-1"
+
+
+def test_an_alarm_during_a_rollout_is_deferred_and_taken_over_later(guarded: Settings) -> None:
+    onset = T0 - timedelta(days=3)
+    early = alarm("e1", onset=onset.isoformat())
+    assert decide(guarded, early, T0, rollout_active=True) is GuardOutcome.DEFERRED
+    pending = pending_alarms(guarded, MODEL)
+    assert [(p.key, p.onset) for p in pending] == [("event:e1", onset)]
+    # The rollout ends; the next alarm (past the debounce) retrains and takes it over.
+    late = check_retrain(
+        alarm("e2"),
+        guarded,
+        now=T0 + timedelta(hours=2),
+        rollout_active=False,
+        new_rows=500,
+        run_id="r2",
+    )
+    assert late.proceed and late.takes_over == ("event:e1",)
+    assert pending_alarms(guarded, MODEL) == ()
+    resolved = {a.key: a.resolved_by for a in recent_alarms(guarded, MODEL)}
+    assert resolved["event:e1"] == "event:e2"
+
+
+def test_too_few_new_rows_do_not_retrain(guarded: Settings) -> None:
+    decision = check_retrain(
+        alarm("e1"), guarded, now=T0, rollout_active=False, new_rows=99, run_id="r1"
+    )
+    assert decision.outcome is GuardOutcome.INSUFFICIENT_DATA
+    assert "99 new rows" in decision.reason and "100 needed" in decision.reason
+    assert retrain_runs(guarded, MODEL) == ()
+
+
+def test_a_redelivered_event_is_recognised_and_a_retried_run_keeps_its_decision(
+    guarded: Settings,
+) -> None:
+    first = check_retrain(
+        alarm("e1"), guarded, now=T0, rollout_active=False, new_rows=500, run_id="r1"
+    )
+    assert first.proceed
+    later = T0 + timedelta(seconds=5)
+    # The same event delivered again starts another flow run: recognised, not counted.
+    again = check_retrain(
+        alarm("e1"), guarded, now=later, rollout_active=False, new_rows=500, run_id="r2"
+    )
+    assert again.duplicate and not again.proceed and again.outcome is GuardOutcome.PROCEED
+    assert again.reason.startswith("duplicate: request event:e1 was decided before")
+    # The first flow run retried: its own decision, so it trains.
+    retried = check_retrain(
+        alarm("e1"), guarded, now=later, rollout_active=True, new_rows=0, run_id="r1"
+    )
+    assert retried.proceed and not retried.duplicate and retried.decided_at == T0
+    assert len(recent_alarms(guarded, MODEL)) == 1
+    assert len(retrain_runs(guarded, MODEL)) == 1
+
+
+def test_concurrent_alarms_start_one_retraining(guarded: Settings) -> None:
+    start = threading.Barrier(6)
+    results: list[bool] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        decision = check_retrain(
+            alarm(f"e{i}"), guarded, now=T0, rollout_active=False, new_rows=500, run_id=f"r{i}"
+        )
+        results.append(decision.proceed)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 5 + [True]
+    assert len(retrain_runs(guarded, MODEL)) == 1
+
+
+def test_new_data_counts_from_the_last_registered_retraining(guarded: Settings) -> None:
+    assert trained_until(guarded, MODEL) is None
+    decide(guarded, alarm("e1"), T0)
+    end = T0 - timedelta(hours=1)
+    record_outcome(guarded, "event:e1", RunStatus.RUNNING, now=T0, rows=800, data_end=end)
+    assert trained_until(guarded, MODEL) is None  # still running
+    record_outcome(guarded, "event:e1", "not_promoted", now=T0)
+    assert trained_until(guarded, MODEL) is None  # the model in service never saw it
+    decide(guarded, alarm("e2"), T0 + timedelta(hours=2))
+    record_outcome(guarded, "event:e2", RunStatus.RUNNING, now=T0, data_end=end)
+    record_outcome(guarded, "event:e2", "registered", now=T0 + timedelta(hours=2))
+    assert trained_until(guarded, MODEL) == end
+    with pytest.raises(ConfigError, match="no retraining run"):
+        record_outcome(guarded, "event:nope", "registered", now=T0)
+
+
+def test_request_fields_rendered_by_an_event_template_are_normalised() -> None:
+    # Missing payload keys render as empty strings or null; a naive time is UTC.
+    request = RetrainRequest.model_validate(
+        {
+            "event_id": "",
+            "model_name": "",
+            "onset": "2026-03-01T10:00:00",
+            "window_start": None,
+            "drifted_features": None,
+            "drift_share": "0.5",
+        }
+    )
+    assert request.event_id is None and request.model_name is None
+    assert request.onset == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert request.drifted_features == () and request.drift_share == 0.5
+    assert request.key("abc") == "run:abc"
+    assert RetrainRequest(event_id="x").key("abc") == "event:x"
+
+
+def test_the_ledger_is_sqlite_locally_and_postgresql_in_production(tmp_path: Path) -> None:
+    local = Settings(home=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    assert ledger_url(local) == f"sqlite:///{tmp_path / 'retraining.db'}"
+    production = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        profile="production",
+        database_url="postgresql://mlops@db:5432/mlops",
+        tracking_uri="http://mlflow:5000",
+        optuna_storage="postgresql://mlops@db:5432/optuna",
+        feast=FeastSettings(online_store="redis"),
+        admin_token="not-the-default",
+    )
+    assert ledger_url(production) == "postgresql+psycopg://mlops@db:5432/mlops"
+    driver = production.model_copy(update={"database_url": "postgresql+psycopg://h/db"})
+    assert ledger_url(driver) == "postgresql+psycopg://h/db"
+
+
+@pytest.mark.integration
+def test_the_guardrails_hold_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    production = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        home=tmp_path,
+        profile="production",
+        database_url=postgres_url,
+        tracking_uri="http://mlflow:5000",
+        optuna_storage=postgres_url,
+        feast=FeastSettings(online_store="redis"),
+        admin_token="not-the-default",
+        retraining=RetrainingSettings(cooldown_s=3600, debounce_s=600, min_new_rows=100),
+    )
+    test_concurrent_alarms_start_one_retraining(production)
+    assert decide(production, alarm("late"), T0 + timedelta(minutes=30)) is (
+        GuardOutcome.SUPPRESSED
+    )
+    assert not (tmp_path / "retraining.db").exists()
+
+
+# --------------------------------------------------------------------------- the window
+
+
+def test_the_window_reaches_back_to_the_drift_onset() -> None:
+    plain = retraining_window(T0, 7)
+    assert (plain.start, plain.end, plain.reaches_onset) == (T0 - timedelta(days=7), T0, False)
+    onset = T0 - timedelta(days=10)
+    extended = retraining_window(T0, 7, onset=onset)
+    assert extended.start == onset and extended.reaches_onset
+    assert "extended back to the drift onset" in extended.describe()
+    # A recent onset is inside the default window already: nothing is cut off.
+    assert retraining_window(T0, 7, onset=T0 - timedelta(days=1)).start == plain.start
+    chosen = retraining_window(T0, 7, start=T0 - timedelta(days=2), onset=T0 - timedelta(days=3))
+    assert chosen.start == T0 - timedelta(days=3)
+    with pytest.raises(ConfigError, match="starts at"):
+        retraining_window(T0, 7, start=T0 + timedelta(hours=1))
+
+
+def test_collect_window_gathers_landing_rows_into_one_immutable_batch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    landing = settings.landing_dir / SPEC.name
+    old = generate(Scenario.BASELINE, 300, T0 - timedelta(days=20), days=5)
+    before = generate(Scenario.BASELINE, 300, T0 - timedelta(days=9), days=5)
+    drifted = generate(Scenario.COVARIATE_SHIFT, 200, T0 - timedelta(days=4), days=4)
+    write_batch(old, landing / "2026-02-09.parquet")
+    write_batch(before, landing / "2026-02-20.parquet")
+    write_batch(drifted, landing / "2026-02-25.parquet")
+    # The same rows delivered again (a resend) and a writer's unfinished file.
+    write_batch(drifted.head(50), landing / "2026-02-26-resend.parquet")
+    (landing / ".2026-02-27.parquet.partial").write_bytes(b"half a file")
+    window = retraining_window(T0, 7, onset=T0 - timedelta(days=6))
+    out = tmp_path / "windows"
+
+    batch = collect_window(settings, SPEC, window, out, since=T0 - timedelta(days=4))
+
+    assert batch.path is not None and batch.path.name == f"{batch.sha256}.parquet"
+    rows = pd.read_parquet(batch.path)
+    stamps = pd.to_datetime(rows[SPEC.timestamp], utc=True)
+    expected = pd.concat([before, drifted])
+    expected_stamps = pd.to_datetime(expected[SPEC.timestamp], utc=True)
+    inside = expected[(expected_stamps >= window.start) & (expected_stamps <= window.end)]
+    assert batch.rows == len(rows) == len(inside)
+    assert not rows.duplicated(list(SPEC.key_columns)).any()
+    assert stamps.is_monotonic_increasing and stamps.min() >= window.start
+    assert batch.new_rows == len(drifted) and batch.data_end == stamps.max()
+    # Same landing rows, same bytes, same file: nothing new is written.
+    again = collect_window(settings, SPEC, window, out, since=T0 - timedelta(days=4))
+    assert again.path == batch.path and sorted(p.name for p in out.iterdir()) == [batch.path.name]
+
+
+def test_an_empty_window_writes_nothing(settings: Settings, tmp_path: Path) -> None:
+    batch = collect_window(settings, SPEC, retraining_window(T0, 7), tmp_path / "windows")
+    assert (batch.path, batch.rows, batch.new_rows) == (None, 0, 0)
+    assert not (tmp_path / "windows").exists()
