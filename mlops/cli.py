@@ -20,6 +20,7 @@ from mlops.canary_cli import canary_app
 from mlops.errors import PipelineError
 from mlops.localstack import localstack_app
 from mlops.settings import RowPolicy, Settings, get_settings
+from serving.cli import serve_app
 
 if TYPE_CHECKING:
     from flows.training import TrainingPipelineResult
@@ -34,6 +35,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(canary_app, name="canary")
 app.add_typer(localstack_app, name="stack")
+app.add_typer(serve_app)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

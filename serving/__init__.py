@@ -1,4 +1,19 @@
-"""The prediction service (FastAPI): routing, online features, prediction log.
+"""The prediction service (issue #5): FastAPI on uvicorn, never importing Prefect.
 
-Not built yet: this package is the home of issue #5. It never imports Prefect.
+Modules:
+
+- `app`: `create_app(settings)`, the endpoints, and the lean `POST /v1/predict` path
+  (hand-written ASGI handler, orjson, no pandas);
+- `schemas`: request validation (4xx naming the field), the error format, the
+  documented JSON shapes;
+- `loader`: model slots (champion, challenger) in an immutable snapshot, registry
+  polling, download + digest check + warm-up + smoke test, atomic hot swap;
+- `batching`: micro-batching of concurrent requests' rows into one forward pass
+  (and of entity keys into one online-store read);
+- `online_features`: entity mode, features from Feast's online store;
+- `routing`: champion/challenger routing by the rollout state (sticky per entity);
+- `prediction_log`: every answered and shadow-scored row, and late labels;
+- `metrics`: Prometheus metrics per model version and variant;
+- `auth`: API key for prediction endpoints, bearer token for admin ones;
+- `server`, `cli`: `mlops serve [--host H] [--port P] [--workers N]`.
 """

@@ -1,0 +1,594 @@
+"""Request parsing and validation, the error format, and the documented JSON shapes.
+
+Requests are parsed with orjson and checked by hand against the served model's input
+schema rather than by a pydantic model: the checks name the exact field
+(`instances[3].amount`), know the model's features (which a static model cannot), and
+cost a few microseconds per row on the hot path. The pydantic models at the bottom
+document the same shapes in the OpenAPI schema.
+
+Every refusal is a `RequestError`, rendered as::
+
+    {"error": {"status": 422, "code": "wrong_type", "field": "instances[3].amount",
+               "message": "instances[3].amount: expected a number or null, got a string",
+               "issues": [{"field": "...", "code": "...", "message": "..."}, ...]},
+     "request_id": "..."}
+
+`issues` lists up to `MAX_ISSUES` problems of the request; `field` and `message` are
+the first one's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ISSUES = 20
+_LARGEST_INT = 2**53
+"""Integers beyond this lose precision as floats; larger ones are refused."""
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldIssue:
+    """One problem of a request, at one field."""
+
+    field: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+class RequestError(Exception):
+    """A request the service refuses: HTTP status, a stable code, the field at fault."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        issues: tuple[FieldIssue, ...] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.field = field
+        self.issues = issues or ((FieldIssue(field, code, message),) if field else ())
+        self.headers = dict(headers or {})
+        self.message = f"{field}: {message}" if field and not message.startswith(field) else message
+        super().__init__(self.message)
+
+    @classmethod
+    def from_issues(cls, status: int, issues: list[FieldIssue], more: int = 0) -> RequestError:
+        first = issues[0]
+        message = f"{first.field}: {first.message}"
+        if len(issues) > 1 or more:
+            message += f" (and {len(issues) - 1 + more} more)"
+        return cls(status, first.code, message, first.field, tuple(issues))
+
+    def body(self, request_id: str | None) -> bytes:
+        """The JSON error document."""
+        error: dict[str, object] = {
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "field": self.field,
+            "issues": [issue.as_dict() for issue in self.issues],
+        }
+        return orjson.dumps({"error": error, "request_id": request_id})
+
+
+def error_body(status: int, code: str, message: str, request_id: str | None = None) -> bytes:
+    """An error document without a field (routing errors, server errors)."""
+    return RequestError(status, code, message).body(request_id)
+
+
+# --- JSON -----------------------------------------------------------------------------
+
+
+class _NonFinite:
+    """Stands for a `NaN` / `Infinity` token, so validation can name where it was."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return self.token
+
+
+def parse_json(body: bytes) -> Any:
+    """The request document.
+
+    orjson refuses `NaN`, `Infinity` and numbers overflowing a double outright; the
+    standard parser is then tried so such a value can be reported at its field
+    (validation refuses it there). Anything neither parser reads is malformed.
+
+    Raises:
+        RequestError: 400 `malformed_json` with the parser's position.
+    """
+    if not body:
+        raise RequestError(400, "malformed_json", "the request body is empty: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        first = exc
+    try:
+        return json.loads(body, parse_constant=_NonFinite)
+    except (ValueError, RecursionError):
+        raise RequestError(
+            400, "malformed_json", f"the request body is not valid JSON: {first}"
+        ) from None
+
+
+def _kind(value: object) -> str:
+    """How a JSON value reads in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        return f"the non-finite number {value}"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# --- the input schema -------------------------------------------------------------------
+
+
+EntityType = Literal["string", "int64"]
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """What a feature row must hold: numeric and categorical features, the entity key."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    entity: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_features", frozenset((*self.numeric, *self.categorical)))
+
+    @property
+    def features(self) -> frozenset[str]:
+        """Every feature name."""
+        found: frozenset[str] = object.__getattribute__(self, "_features")
+        return found
+
+    def describe(self) -> dict[str, object]:
+        """Feature names and JSON types, as `GET /v1/models` shows them."""
+        features = [{"name": n, "type": "number", "nullable": True} for n in self.numeric]
+        features += [{"name": n, "type": "string", "nullable": True} for n in self.categorical]
+        return {"features": features, "entity": self.entity}
+
+
+# --- predict requests -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PredictInput:
+    """A validated predict request: feature rows or entity ids, and each row's entity."""
+
+    mode: Literal["instances", "entities"]
+    rows: list[dict[str, Any]]
+    """Feature rows (instances mode); empty in entities mode until features are read."""
+    entities: list[str | int | None]
+    """Each row's entity value (None when an instance does not carry one)."""
+
+
+PredictMode = Literal["instances", "entities"]
+
+
+def split_predict(document: Any, max_rows: int) -> tuple[PredictMode, list[Any]]:
+    """Check the shape of a predict document: exactly one of the two modes, a sized batch.
+
+    Raises:
+        RequestError: 422 for a wrong shape or an empty batch; 413 for more rows than
+            `max_rows`.
+    """
+    if not isinstance(document, dict):
+        raise RequestError(
+            422, "invalid_body", f"expected a JSON object, got {_kind(document)}", "body"
+        )
+    unknown = [key for key in document if key not in ("instances", "entities")]
+    if unknown:
+        raise RequestError(
+            422,
+            "unknown_field",
+            "unknown field: a predict request holds `instances` or `entities`",
+            str(unknown[0]),
+        )
+    has_instances = document.get("instances") is not None
+    has_entities = document.get("entities") is not None
+    if has_instances == has_entities:
+        which = "both were given" if has_instances else "neither was given"
+        raise RequestError(
+            422,
+            "invalid_body",
+            f"give exactly one of `instances` (feature rows) or `entities` (keys): {which}",
+            "entities" if has_instances else "instances",
+        )
+    mode: PredictMode = "instances" if has_instances else "entities"
+    items = document[mode]
+    if not isinstance(items, list):
+        raise RequestError(422, "wrong_type", f"expected an array, got {_kind(items)}", mode)
+    if not items:
+        raise RequestError(422, "empty_batch", "at least one row is needed", mode)
+    if len(items) > max_rows:
+        raise RequestError(
+            413,
+            "too_many_rows",
+            f"{len(items)} rows exceed the limit of {max_rows} per request",
+            mode,
+        )
+    return mode, items
+
+
+def validate_predict(document: Any, schema: InputSchema, max_rows: int) -> PredictInput:
+    """`split_predict`, then `validate_instances` (entity types unchecked beyond str/int).
+
+    Raises:
+        RequestError: see the two functions.
+    """
+    mode, items = split_predict(document, max_rows)
+    if mode == "instances":
+        return validate_instances(items, schema)
+    if schema.entity is None:
+        raise RequestError(
+            422,
+            "entities_unsupported",
+            "the served model names no entity: send feature rows in `instances`",
+            "entities",
+        )
+    return validate_entities(items, schema.entity, None)
+
+
+def validate_instances(items: list[Any], schema: InputSchema) -> PredictInput:
+    """Check feature rows: every feature, nothing else but the entity, JSON types, finite.
+
+    Raises:
+        RequestError: 422 naming each bad field (up to `MAX_ISSUES`).
+    """
+    features = schema.features
+    wanted = len(features)
+    entity = schema.entity
+    numeric = schema.numeric
+    categorical = schema.categorical
+    issues: list[FieldIssue] = []
+    entities: list[str | int | None] = []
+    for i, row in enumerate(items):
+        if type(row) is not dict:
+            issues.append(
+                FieldIssue(f"instances[{i}]", "wrong_type", f"expected an object, got {_kind(row)}")
+            )
+            entities.append(None)
+            continue
+        key: str | int | None = None
+        if entity is not None and entity in row:
+            key = row[entity]
+            if not _valid_entity(key, None):
+                issues.append(_entity_issue(f"instances[{i}].{entity}", key, None))
+            keys_ok = len(row) == wanted + 1 and row.keys() - {entity} == features
+        else:
+            keys_ok = len(row) == wanted and row.keys() == features
+        entities.append(key)
+        if not keys_ok:
+            _key_issues(row, features, entity, i, issues)
+        for name in numeric:
+            value = row.get(name)
+            kind = type(value)
+            if kind is float:
+                if not math.isfinite(value):  # type: ignore[arg-type]
+                    issues.append(_number_issue(f"instances[{i}].{name}", value))
+            elif kind is int:
+                if not -_LARGEST_INT <= value <= _LARGEST_INT:  # type: ignore[operator]
+                    issues.append(
+                        FieldIssue(
+                            f"instances[{i}].{name}",
+                            "out_of_range",
+                            f"integer {value} is too large to be a feature value",
+                        )
+                    )
+            elif value is not None:
+                issues.append(_number_issue(f"instances[{i}].{name}", value))
+        for name in categorical:
+            value = row.get(name)
+            if value is not None and type(value) is not str:
+                issues.append(
+                    FieldIssue(
+                        f"instances[{i}].{name}",
+                        "wrong_type",
+                        f"expected a string or null, got {_kind(value)}",
+                    )
+                )
+        if len(issues) >= MAX_ISSUES:
+            break
+    if issues:
+        raise RequestError.from_issues(422, issues[:MAX_ISSUES], max(0, len(issues) - MAX_ISSUES))
+    return PredictInput("instances", items, entities)
+
+
+def _key_issues(
+    row: dict[str, Any], features: frozenset[str], entity: str | None, i: int, out: list[FieldIssue]
+) -> None:
+    for name in row:
+        if name not in features and name != entity:
+            out.append(FieldIssue(f"instances[{i}].{name}", "unknown_feature", "unknown feature"))
+    for name in sorted(features - row.keys()):
+        out.append(
+            FieldIssue(
+                f"instances[{i}].{name}", "missing_feature", "missing feature (null is allowed)"
+            )
+        )
+
+
+def _number_issue(field: str, value: object) -> FieldIssue:
+    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        return FieldIssue(
+            field, "not_finite", f"{_kind(value)} is not allowed; send null if unknown"
+        )
+    return FieldIssue(field, "wrong_type", f"expected a number or null, got {_kind(value)}")
+
+
+def _valid_entity(value: object, entity_type: EntityType | None) -> bool:
+    if type(value) is int:
+        return entity_type != "string" and -(2**63) <= value < 2**63
+    if type(value) is str:
+        return entity_type != "int64" and 0 < len(value) <= 256
+    return False
+
+
+def _entity_issue(field: str, value: object, entity_type: EntityType | None) -> FieldIssue:
+    wanted = {"int64": "an integer", "string": "a non-empty string"}.get(
+        entity_type or "", "a non-empty string or an integer"
+    )
+    return FieldIssue(field, "wrong_type", f"expected {wanted}, got {_kind(value)}")
+
+
+def validate_entities(
+    items: list[Any], entity: str, entity_type: EntityType | None
+) -> PredictInput:
+    """Check entity rows: exactly the entity key, of the online store's key type.
+
+    Raises:
+        RequestError: 422 naming each bad field (up to `MAX_ISSUES`).
+    """
+    issues: list[FieldIssue] = []
+    keys: list[str | int | None] = []
+    for i, item in enumerate(items):
+        if type(item) is not dict:
+            issues.append(
+                FieldIssue(f"entities[{i}]", "wrong_type", f"expected an object, got {_kind(item)}")
+            )
+            continue
+        for name in item:
+            if name != entity:
+                issues.append(
+                    FieldIssue(
+                        f"entities[{i}].{name}",
+                        "unknown_key",
+                        f"unknown key: an entity row holds only {entity!r}",
+                    )
+                )
+        if entity not in item:
+            issues.append(
+                FieldIssue(f"entities[{i}].{entity}", "missing_key", "missing entity key")
+            )
+            continue
+        value = item[entity]
+        if not _valid_entity(value, entity_type):
+            issues.append(_entity_issue(f"entities[{i}].{entity}", value, entity_type))
+            continue
+        keys.append(value)
+        if len(issues) >= MAX_ISSUES:
+            break
+    if issues:
+        raise RequestError.from_issues(422, issues[:MAX_ISSUES], max(0, len(issues) - MAX_ISSUES))
+    return PredictInput("entities", [], keys)
+
+
+# --- feedback -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackLabel:
+    """A validated late label."""
+
+    prediction_id: str
+    label: str
+
+
+def validate_feedback(
+    document: Any, max_rows: int, classes: frozenset[str] | None
+) -> list[FeedbackLabel]:
+    """Check a feedback document; labels must be among `classes` when they are known.
+
+    Raises:
+        RequestError: 422 for a wrong shape, type or unknown class; 413 when too long.
+    """
+    if not isinstance(document, dict):
+        raise RequestError(
+            422, "invalid_body", f"expected a JSON object, got {_kind(document)}", "body"
+        )
+    for key in document:
+        if key != "labels":
+            raise RequestError(422, "unknown_field", "unknown field: send `labels`", str(key))
+    items = document.get("labels")
+    if items is None:
+        raise RequestError(422, "invalid_body", "`labels` is required", "labels")
+    if not isinstance(items, list):
+        raise RequestError(422, "wrong_type", f"expected an array, got {_kind(items)}", "labels")
+    if not items:
+        raise RequestError(422, "empty_batch", "at least one label is needed", "labels")
+    if len(items) > max_rows:
+        raise RequestError(
+            413, "too_many_rows", f"{len(items)} labels exceed the limit of {max_rows}", "labels"
+        )
+    issues: list[FieldIssue] = []
+    out: list[FeedbackLabel] = []
+    for i, item in enumerate(items):
+        where = f"labels[{i}]"
+        if type(item) is not dict:
+            issues.append(FieldIssue(where, "wrong_type", f"expected an object, got {_kind(item)}"))
+            continue
+        for name in item:
+            if name not in ("prediction_id", "label"):
+                issues.append(FieldIssue(f"{where}.{name}", "unknown_field", "unknown field"))
+        prediction_id = item.get("prediction_id")
+        label = item.get("label")
+        if type(prediction_id) is not str or not 0 < len(prediction_id) <= 200:
+            issues.append(
+                FieldIssue(
+                    f"{where}.prediction_id",
+                    "missing_key" if prediction_id is None else "wrong_type",
+                    f"expected the prediction_id of an answer, got {_kind(prediction_id)}",
+                )
+            )
+            continue
+        if type(label) is int:
+            label = str(label)
+        if type(label) is not str:
+            issues.append(
+                FieldIssue(
+                    f"{where}.label",
+                    "missing_key" if label is None else "wrong_type",
+                    f"expected a class (string or integer), got {_kind(label)}",
+                )
+            )
+            continue
+        if classes is not None and label not in classes:
+            issues.append(
+                FieldIssue(
+                    f"{where}.label",
+                    "unknown_class",
+                    f"{label!r} is not one of the model's classes {sorted(classes)}",
+                )
+            )
+            continue
+        out.append(FeedbackLabel(prediction_id, label))
+        if len(issues) >= MAX_ISSUES:
+            break
+    if issues:
+        raise RequestError.from_issues(422, issues[:MAX_ISSUES], max(0, len(issues) - MAX_ISSUES))
+    return out
+
+
+# --- documented shapes (OpenAPI) --------------------------------------------------------
+
+FeatureValue = float | str | None
+
+
+class PredictRequest(BaseModel):
+    """Either feature rows or entity keys (features then come from the online store)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[dict[str, FeatureValue]] | None = Field(
+        default=None,
+        description="Feature rows: every feature of `GET /v1/models`' input schema, numbers "
+        "or null for numeric features, strings or null for categorical ones; the entity "
+        "key may be added (it makes routing sticky per entity).",
+        examples=[[{"amount": 42.5, "channel": "pos"}]],
+    )
+    entities: list[dict[str, str | int]] | None = Field(
+        default=None,
+        description='Entity keys, e.g. `[{"card_id": "card_000123"}]`.',
+    )
+
+
+class RowPrediction(BaseModel):
+    """One row's answer."""
+
+    prediction_id: str = Field(description="`<request_id>-<row>`: what feedback refers to.")
+    prediction: int | str = Field(description="The most probable class.")
+    probabilities: dict[str, float] = Field(description="Probability per class.")
+    model_version: str
+    variant: Literal["champion", "challenger"]
+    entity: str | int | None = None
+
+
+class PredictResponse(BaseModel):
+    """The answer to `POST /v1/predict`."""
+
+    request_id: str
+    model_name: str
+    predictions: list[RowPrediction]
+
+
+class FeedbackItem(BaseModel):
+    """A label that arrived after the prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str
+    label: str | int
+
+
+class FeedbackRequest(BaseModel):
+    """Labels for earlier predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[FeedbackItem]
+
+
+class FeedbackResponse(BaseModel):
+    """How many labels were queued for the prediction log."""
+
+    accepted: int
+    request_id: str
+
+
+class IssueModel(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+    field: str | None
+    issues: list[IssueModel]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer of the service."""
+
+    error: ErrorDetail
+    request_id: str | None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": description}
+    for code, description in (
+        (400, "Malformed JSON."),
+        (401, "Missing credentials."),
+        (403, "Wrong credentials."),
+        (404, "Unknown entity in the online store."),
+        (413, "Too many rows or too large a body."),
+        (415, "Not a JSON body."),
+        (422, "A field is missing, unknown, of the wrong type or not finite."),
+        (503, "No model loaded yet, or the online store is unavailable."),
+    )
+}
