@@ -23,10 +23,18 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## create .venv and install the pinned stack
 
+# checkov pins boto3, networkx and packaging differently from the stack: its own venv.
+CHECKOV := .venv-checkov/.installed-checkov-3.3.30
+$(CHECKOV):
+	@echo "==> installing checkov into .venv-checkov (Terraform policy checks)"
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov || python3 -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --progress-bar off checkov==3.3.30
+	@touch $@
+
 demo: $(STAMP) ## run the training pipeline on the synthetic baseline, then show a bad batch being refused
 	$(BIN)/mlops demo
 
-test: $(STAMP) ## run every test (unit, model, integration, e2e) against the real local services
+test: $(STAMP) $(CHECKOV) ## run every test (unit, model, integration, e2e) against the real local services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## run the fast tests only
