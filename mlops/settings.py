@@ -296,8 +296,21 @@ class Settings(BaseSettings):
     optuna_storage: str | None = Field(
         default=None, description="Optuna RDB storage URL; SQLite under the state dir by default."
     )
-    s3_endpoint_url: str | None = None
-    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint (an S3-compatible server, a VPC endpoint); AWS when unset.",
+    )
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Bucket holding raw batches, quarantine, reports, Feast offline files, "
+        "training sets and MLflow artifacts; the local state dir when unset.",
+    )
+    s3_prefix: str = Field(
+        default="", description="Key prefix of everything in the bucket (several deployments)."
+    )
+    s3_region: str | None = Field(
+        default=None, description="Region of the bucket; boto3's own default when unset."
+    )
     admin_token: SecretStr = SecretStr("change-me")
     validation: ValidationSettings = ValidationSettings()
     gate: GateSettings = GateSettings()
@@ -393,6 +406,12 @@ class Settings(BaseSettings):
         return self.home / "mlartifacts"
 
     @property
+    def cache_dir(self) -> Path:
+        """Disposable local copies: S3 objects read as files (`cache/s3/<bucket>/<key>`)
+        and uploads being staged (`cache/staging`). Safe to delete at any time."""
+        return self.home / "cache"
+
+    @property
     def resolved_optuna_storage(self) -> str:
         """Optuna storage URL; SQLite inside the state directory by default."""
         return self.optuna_storage or f"sqlite:///{self.home / 'optuna.db'}"
@@ -401,6 +420,18 @@ class Settings(BaseSettings):
     def resolved_tracking_uri(self) -> str:
         """MLflow tracking URI; SQLite inside the state directory by default."""
         return self.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def require_bucket_in_production(self) -> None:
+        """Refuse to keep files in the local state dir in the production profile.
+
+        Checked where files are stored (`mlops.storage.artifact_store`), not at
+        construction, so settings that never store a file (a serving replica, a CLI
+        reading the registry) need no bucket.
+        """
+        if self.profile is Profile.PRODUCTION and not self.s3_bucket:
+            raise ConfigError(
+                "the production profile keeps data and artifacts in S3: set MLOPS_S3_BUCKET"
+            )
 
     def require_database_url(self) -> str:
         """The PostgreSQL URL, or a clear error naming the setting to provide."""

@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from serving.batching import MicroBatcher
+
+
+def _run(coroutine: Any) -> Any:
+    """`asyncio.run` in a thread of its own: the calling thread may hold another loop
+    (an earlier test's Prefect client), and a loop cannot run inside a running one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class Recorder:
@@ -40,7 +48,7 @@ def test_concurrent_submissions_share_one_call(threaded: bool) -> None:
             executor.shutdown()
         return results
 
-    results = asyncio.run(main())
+    results = _run(main())
     assert results == [[2 * i, 2 * (10 + i)] for i in range(5)]
     assert len(run.calls) == 1 and len(run.calls[0]) == 10
 
@@ -55,7 +63,7 @@ def test_a_lone_submission_is_not_delayed_by_the_wait() -> None:
         assert await batcher.submit([1]) == [2]
         return loop.time() - started
 
-    assert asyncio.run(main()) < 1.0
+    assert _run(main()) < 1.0
 
 
 def test_the_wait_gathers_rows_announced_as_coming() -> None:
@@ -68,7 +76,7 @@ def test_the_wait_gathers_rows_announced_as_coming() -> None:
         second = asyncio.ensure_future(batcher.submit([2]))
         assert await asyncio.gather(first, second) == [[2], [4]]
 
-    asyncio.run(main())
+    _run(main())
     assert run.calls == [[1, 2]]
 
 
@@ -88,7 +96,7 @@ def test_batches_stop_at_max_rows_and_rows_queued_meanwhile_go_next() -> None:
         assert await asyncio.gather(*rest) == [[2 * i, 2 * i] for i in range(1, 5)]
         executor.shutdown()
 
-    asyncio.run(main())
+    _run(main())
     assert [len(c) for c in run.calls] == [1, 4, 4]
 
 
@@ -101,7 +109,7 @@ def test_one_bad_submission_does_not_fail_its_neighbours() -> None:
             batcher.submit([1]), batcher.submit([13]), batcher.submit([3]), return_exceptions=True
         )
 
-    first, bad, third = asyncio.run(main())
+    first, bad, third = _run(main())
     assert first == [2] and third == [6]
     assert isinstance(bad, ValueError)
 
@@ -116,4 +124,4 @@ def test_a_closed_batcher_still_answers_inline() -> None:
         executor.shutdown()
         return await batcher.submit([5])
 
-    assert asyncio.run(main()) == [10]
+    assert _run(main()) == [10]
