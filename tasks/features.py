@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
@@ -33,7 +31,7 @@ def materialize_features_task(
     settings = get_settings()
     accepted = report.accepted
     assert accepted is not None and accepted.end is not None, "validation passed without rows"
-    frame = read_batch(spec, Path(accepted.uri))
+    frame = read_batch(spec, accepted.uri, settings)
     write_offline_batch(spec, schema, frame, accepted.sha256, settings)
     ref = apply_and_materialize(spec, schema, settings, until=accepted.end, since=accepted.start)
     get_run_logger().info(

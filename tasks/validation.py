@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
@@ -30,7 +28,7 @@ def load_reference_profile_task(spec: DatasetSpec, batch: DatasetRef) -> Referen
     settings = get_settings()
     profile = load_profile(spec, settings)
     if profile is None:
-        frame = read_batch(spec, Path(batch.uri))
+        frame = read_batch(spec, batch.uri, settings)
         profile = learn_profile(spec, frame, batch.sha256)
         save_profile(profile, settings)
         get_run_logger().warning(
@@ -60,7 +58,7 @@ def validate_batch_task(
         settings = settings.model_copy(
             update={"validation": settings.validation.model_copy(update={"policy": policy})}
         )
-    frame = read_batch(spec, Path(batch.uri))
+    frame = read_batch(spec, batch.uri, settings)
     report = validate_batch(frame, batch, spec, profile, settings)
     _publish(report)
     if not report.passed:

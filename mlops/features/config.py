@@ -2,9 +2,11 @@
 
 The embedded default keeps the registry and a SQLite online store under
 `settings.feast_dir`; the production profile points the same code at a SQL registry
-and a Redis or PostgreSQL online store. The offline store is always `duckdb` over
-parquet files with absolute paths: Feast's default `file` (Dask) offline store drops
-entity rows in `get_historical_features`, duckdb keeps every row.
+(`feast.registry_url`, else the shared `database_url`) and a Redis or PostgreSQL online
+store. The offline store is always `duckdb` over parquet files with absolute paths:
+Feast's default `file` (Dask) offline store drops entity rows in
+`get_historical_features`, duckdb keeps every row. With a bucket configured the parquet
+files live in S3 and DuckDB reads their local mirror (see `mlops.features.offline`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from feast import RepoConfig
 from sqlalchemy.engine import make_url
 
 from mlops.errors import ConfigError
-from mlops.settings import Settings
+from mlops.settings import Profile, Settings
 
 OFFLINE_STORE_TYPE = "duckdb"
 ENTITY_KEY_SERIALIZATION_VERSION = 3
@@ -29,15 +31,25 @@ MATERIALIZATION = {"pull_latest_features": True}
 every row of the window (deduplicated in pandas by Feast's local engine)."""
 
 
+def registry_url(settings: Settings) -> str | None:
+    """The SQL registry's URL: `feast.registry_url`, else in the production profile the
+    shared `database_url` (one registry for every process); None means a local file."""
+    if settings.feast.registry_url:
+        return settings.feast.registry_url
+    if settings.profile is Profile.PRODUCTION:
+        return settings.require_database_url()
+    return None
+
+
 def registry_config(settings: Settings) -> dict[str, Any]:
-    """A SQL registry when `feast.registry_url` is set, else a file in `feast_dir`.
+    """A SQL registry when `registry_url` names one, else a file in `feast_dir`.
 
     Both keep serving while a materialization runs: from the second run on, Feast marks
     the feature view MATERIALIZING in the shared registry, and without
     `serve_features_while_materializing` every online read in other processes (the
     serving replicas) fails until it ends (measured: 127 of 128 reads refused).
     """
-    url = settings.feast.registry_url
+    url = registry_url(settings)
     if url:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             # SQLAlchemy maps a bare postgresql:// to psycopg2, which is not installed.

@@ -6,14 +6,22 @@ batch file through one absolute glob (duckdb expands it), so appending a batch i
 writing one file, and writing the same batch again finds the file and does nothing.
 Every file of a dataset has the same explicit Arrow schema, so duckdb can read them
 as one table.
+
+With a bucket configured the files live in S3 under the same keys
+(`s3://<bucket>/<prefix>feast/offline/<dataset>/<sha256>.parquet`), and the folder
+DuckDB reads is their mirror in the object cache (`<home>/cache/s3/<bucket>/...`),
+brought up to date before every read (`feature_batches`, `label_batches`): Feast 0.67's
+duckdb store reads `s3://` paths only through DuckDB's `httpfs` extension, which DuckDB
+downloads from extensions.duckdb.org at first use (refused on machines without
+internet access), and it passes `s3_endpoint_override` only together with explicit
+credentials. The batch files are immutable, so the mirror only ever adds files: a
+machine downloads each batch once.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +33,7 @@ import pyarrow.parquet as pq
 from mlops.dataset_spec import DatasetSpec, FeatureSchema
 from mlops.errors import ConfigError, FeatureStoreError
 from mlops.settings import Settings
+from mlops.storage import Location, local_files, local_folder, locate, publish_file, staging_file
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +46,25 @@ TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 _BATCH_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
+def offline_location(spec: DatasetSpec, settings: Settings) -> Location:
+    """Where the dataset's feature batches are stored (a folder, or an S3 prefix)."""
+    return locate(settings, settings.feast_dir / "offline" / spec.name)
+
+
+def labels_location(spec: DatasetSpec, settings: Settings) -> Location:
+    """Where the dataset's label batches are stored (the entity frames of training sets)."""
+    return locate(settings, settings.feast_dir / "labels" / spec.name)
+
+
 def offline_dir(spec: DatasetSpec, settings: Settings) -> Path:
-    """Folder of the dataset's feature batches."""
-    return settings.feast_dir / "offline" / spec.name
+    """The local folder of the dataset's feature batches that DuckDB reads (the store
+    itself, or its mirror in the object cache)."""
+    return local_folder(offline_location(spec, settings))
 
 
 def labels_dir(spec: DatasetSpec, settings: Settings) -> Path:
-    """Folder of the dataset's label batches (the entity frames of training sets)."""
-    return settings.feast_dir / "labels" / spec.name
+    """The local folder of the dataset's label batches (the store, or its mirror)."""
+    return local_folder(labels_location(spec, settings))
 
 
 def offline_glob(spec: DatasetSpec, settings: Settings) -> str:
@@ -53,9 +73,26 @@ def offline_glob(spec: DatasetSpec, settings: Settings) -> str:
     return str(offline_dir(spec, settings).resolve() / "*.parquet")
 
 
+def offline_uri(spec: DatasetSpec, settings: Settings) -> str:
+    """The feature batches' folder as references name it: a path, or an `s3://` prefix."""
+    location = offline_location(spec, settings)
+    return str(location.resolve()) if isinstance(location, Path) else str(location)
+
+
 def batch_files(folder: Path) -> list[Path]:
-    """The batch files of a folder in a stable order (by name)."""
+    """The batch files of a local folder in a stable order (by name)."""
     return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def feature_batches(spec: DatasetSpec, settings: Settings) -> list[Path]:
+    """Local files of every stored feature batch, by name; an S3 store is mirrored first,
+    so DuckDB (reading `offline_glob`) sees every batch."""
+    return local_files(offline_location(spec, settings), ".parquet")
+
+
+def label_batches(spec: DatasetSpec, settings: Settings) -> list[Path]:
+    """Local files of every stored label batch, by name (mirrored like `feature_batches`)."""
+    return local_files(labels_location(spec, settings), ".parquet")
 
 
 def feature_arrow_schema(
@@ -75,7 +112,7 @@ def feature_arrow_schema(
 
 def stored_entity_type(spec: DatasetSpec, settings: Settings) -> pa.DataType | None:
     """The Arrow type of the entity column in the stored batches (None before the first)."""
-    files = batch_files(offline_dir(spec, settings))
+    files = feature_batches(spec, settings)
     if not files:
         return None
     return pq.read_schema(files[0]).field(spec.entity).type
@@ -83,7 +120,7 @@ def stored_entity_type(spec: DatasetSpec, settings: Settings) -> pa.DataType | N
 
 def stored_feature_schema(spec: DatasetSpec, settings: Settings) -> FeatureSchema | None:
     """The feature schema the stored batches were written with (None before the first)."""
-    files = batch_files(offline_dir(spec, settings))
+    files = feature_batches(spec, settings)
     if not files:
         return None
     arrow = pq.read_schema(files[0])
@@ -99,7 +136,7 @@ def write_offline_batch(
     frame: pd.DataFrame,
     batch_sha256: str,
     settings: Settings,
-) -> Path:
+) -> Location:
     """Append a validated batch to the offline store; a batch already written is a no-op.
 
     The features file holds entity, timestamp (UTC), numeric features as float64 and
@@ -108,7 +145,7 @@ def write_offline_batch(
     half-written batch that the glob would read.
 
     Returns:
-        The path of the batch's features file.
+        The location of the batch's features file.
 
     Raises:
         ConfigError: a column named by the spec or the schema is missing.
@@ -122,9 +159,9 @@ def write_offline_batch(
     if missing:
         raise ConfigError(f"dataset {spec.name!r}: batch lacks columns {missing}")
 
-    features_path = offline_dir(spec, settings) / f"{batch_sha256}.parquet"
-    labels_path = labels_dir(spec, settings) / f"{batch_sha256}.parquet"
-    if features_path.exists() and labels_path.exists():
+    features_path = offline_location(spec, settings) / f"{batch_sha256}.parquet"
+    labels_path = labels_location(spec, settings) / f"{batch_sha256}.parquet"
+    if features_path.is_file() and labels_path.is_file():
         logger.info("batch %s of %s already in the offline store", batch_sha256[:12], spec.name)
         return features_path
 
@@ -139,10 +176,10 @@ def write_offline_batch(
     )
     features_schema = feature_arrow_schema(spec, schema, entity_type)
     # Check both before writing either, so a refused batch leaves nothing behind.
-    _check_compatible(spec, offline_dir(spec, settings), features_schema)
-    _check_compatible(spec, labels_dir(spec, settings), labels.schema)
+    _check_compatible(spec, feature_batches(spec, settings), features_schema)
+    _check_compatible(spec, label_batches(spec, settings), labels.schema)
 
-    if not features_path.exists():
+    if not features_path.is_file():
         columns: dict[str, pa.Array] = {spec.entity: entity, spec.timestamp: stamps}
         for name in schema.numeric:
             columns[name] = pa.array(pd.to_numeric(frame[name]).astype("float64"), pa.float64())
@@ -151,7 +188,7 @@ def write_offline_batch(
         ingested_at = pa.scalar(pd.Timestamp.now(tz="UTC"), TIMESTAMP_TYPE)
         columns[INGESTED_AT] = pa.repeat(ingested_at, len(frame))
         _write_atomically(pa.Table.from_pydict(columns, schema=features_schema), features_path)
-    if not labels_path.exists():
+    if not labels_path.is_file():
         _write_atomically(labels, labels_path)
     logger.info(
         "wrote batch %s of %s to the offline store: %d rows",
@@ -173,7 +210,7 @@ def read_labels(
     Rows are in a reproducible order: batch files by name, then a stable sort by
     timestamp, so the same stored batches always give the same frame.
     """
-    files = batch_files(labels_dir(spec, settings))
+    files = label_batches(spec, settings)
     columns = [spec.entity, spec.timestamp, spec.label]
     if not files:
         return pd.DataFrame(columns=columns)
@@ -194,7 +231,7 @@ def read_labels(
 
 def event_time_range(spec: DatasetSpec, settings: Settings) -> tuple[datetime, datetime] | None:
     """Earliest and latest feature timestamps stored (None when nothing is stored)."""
-    files = batch_files(offline_dir(spec, settings))
+    files = feature_batches(spec, settings)
     if not files:
         return None
     stamps = pa.chunked_array(
@@ -251,27 +288,25 @@ def _label_array(series: pd.Series) -> pa.Array:
     return pa.array(series.astype("string"), pa.string())
 
 
-def _check_compatible(spec: DatasetSpec, folder: Path, arrow_schema: pa.Schema) -> None:
+def _check_compatible(spec: DatasetSpec, files: list[Path], arrow_schema: pa.Schema) -> None:
     """Refuse a batch whose schema differs from the stored ones: the files are read as
     one table, and a mismatch would surface later as a confusing query error."""
-    files = batch_files(folder)
     if not files:
         return
     stored = pq.read_schema(files[0]).remove_metadata()
     if not stored.equals(arrow_schema.remove_metadata()):
         raise FeatureStoreError(
             f"dataset {spec.name!r}: the batch's schema differs from the stored batches "
-            f"({folder.name}/{files[0].name}); stored {stored.names} {stored.types}, "
+            f"({files[0].parent.name}/{files[0].name}); stored {stored.names} {stored.types}, "
             f"new {arrow_schema.names} {arrow_schema.types}; "
             "use a new dataset name for a new schema"
         )
 
 
-def _write_atomically(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")  # one per writer
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+def _write_atomically(table: pa.Table, path: Location) -> None:
+    with staging_file(path) as partial:  # one per writer
+        pq.write_table(table, partial)
+        publish_file(partial, path, overwrite=True)
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -39,9 +39,9 @@ from mlops.features.definitions import (
 from mlops.features.offline import (
     TIMESTAMP_TYPE,
     as_utc,
-    batch_files,
     event_time_range,
-    offline_dir,
+    feature_batches,
+    offline_uri,
 )
 from mlops.settings import Settings
 
@@ -49,10 +49,13 @@ logger = logging.getLogger(__name__)
 
 
 def feature_store(settings: Settings) -> FeatureStore:
-    """A Feast store for these settings; creates the local state folder it writes to."""
-    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    """A Feast store for these settings; creates the local state folder when the registry
+    or the online store is a file there (nothing local with a SQL registry and Redis or
+    PostgreSQL)."""
     _release_offline_engine_at_exit()
     config = repo_config(settings)
+    if config.registry.registry_type == "file" or config.online_store.type == "sqlite":
+        settings.feast_dir.mkdir(parents=True, exist_ok=True)
     if config.online_store.type == "sqlite":
         _use_wal(Path(config.online_store.path))
     return FeatureStore(config=config)
@@ -124,10 +127,10 @@ def apply_and_materialize(
     """
     started = time.perf_counter()
     until = as_utc(until)
-    if not batch_files(offline_dir(spec, settings)):
+    if not feature_batches(spec, settings):  # also brings an S3 store's mirror up to date
         raise FeatureStoreError(
             f"dataset {spec.name!r}: nothing to materialize, "
-            f"no batch in {offline_dir(spec, settings)}"
+            f"no batch in {offline_uri(spec, settings)}"
         )
     store = feature_store(settings)
     definitions = apply_definitions(spec, schema, settings, store)
@@ -171,7 +174,7 @@ def apply_and_materialize(
         feature_view=view,
         entity=spec.entity,
         features=schema.columns,
-        offline_uri=str(offline_dir(spec, settings).resolve()),
+        offline_uri=offline_uri(spec, settings),
         online_store=settings.feast.online_store,
         rows_written=rows,
         materialized_until=until,
@@ -238,7 +241,7 @@ def _entities_in_window(
     spec: DatasetSpec, settings: Settings, start: datetime, end: datetime
 ) -> int:
     """How many entities have an event in [start, end]: the rows materialize writes."""
-    dataset = ds.dataset([str(p) for p in batch_files(offline_dir(spec, settings))])
+    dataset = ds.dataset([str(p) for p in feature_batches(spec, settings)])
     stamp = ds.field(spec.timestamp)
     window = (stamp >= pa.scalar(start, TIMESTAMP_TYPE)) & (stamp <= pa.scalar(end, TIMESTAMP_TYPE))
     table = dataset.to_table(columns=[spec.entity], filter=window)

@@ -10,10 +10,7 @@ in the entity frame's order before it is written.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,10 +22,11 @@ from mlops.contracts import TrainingSetRef
 from mlops.dataset_spec import DatasetSpec, FeatureSchema
 from mlops.errors import FeatureStoreError
 from mlops.features.definitions import feature_service_name
-from mlops.features.offline import read_labels
+from mlops.features.offline import feature_batches, read_labels
 from mlops.features.store import feature_store
 from mlops.settings import Settings
 from mlops.sources import sha256_file
+from mlops.storage import Location, locate, publish_file, staging_file
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +45,8 @@ def build_training_set(
 
     Columns: entity, timestamp, the schema's features (numeric first), label; one row
     per label row, in the label rows' order (by timestamp, stable). The file is named
-    by the sha256 of its bytes, so the same inputs give the same reference.
+    by the sha256 of its bytes, so the same inputs give the same reference; it is stored
+    under `training_sets/<dataset>/` of the state directory, or of the bucket.
 
     Args:
         start: Only label rows stamped at or after this time (naive means UTC).
@@ -69,6 +68,7 @@ def build_training_set(
             f"{settings.feast.project!r} ({exc})"
         ) from exc
 
+    feature_batches(spec, settings)  # an S3 store's mirror is what DuckDB reads: update it
     rows_in = len(labels)
     entity_frame = labels[[spec.entity, spec.timestamp]].copy()
     entity_frame[ROW_NUMBER] = np.arange(rows_in, dtype="int64")
@@ -78,7 +78,8 @@ def build_training_set(
     training = pd.concat(
         [labels[[spec.entity, spec.timestamp]], features, labels[[spec.label]]], axis=1
     )
-    path, digest = _write_content_addressed(training, settings.training_sets_dir / spec.name)
+    folder = locate(settings, settings.training_sets_dir / spec.name)
+    path, digest = _write_content_addressed(training, folder)
     counts = training[spec.label].value_counts(sort=False)
     stamps = training[spec.timestamp]
     logger.info("training set %s of %s: %d rows", digest[:12], spec.name, rows_in)
@@ -125,15 +126,11 @@ def _in_entity_order(
     return frame
 
 
-def _write_content_addressed(frame: pd.DataFrame, folder: Path) -> tuple[Path, str]:
+def _write_content_addressed(frame: pd.DataFrame, folder: Location) -> tuple[Location, str]:
     """Write a frame as parquet named by the sha256 of the file's bytes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{uuid.uuid4().hex}.parquet.partial"
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), partial)
-    digest = sha256_file(partial)
-    target = folder / f"{digest}.parquet"
-    if target.exists():
-        partial.unlink()
-    else:
-        os.replace(partial, target)
+    with staging_file(folder / "training.parquet") as partial:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), partial)
+        digest = sha256_file(partial)
+        target = folder / f"{digest}.parquet"
+        publish_file(partial, target)  # an existing file holds the same bytes: kept
     return target, digest

@@ -19,6 +19,7 @@ from mlops.contracts import ModelVersionRef
 from mlops.errors import ArtifactIntegrityError
 from mlops.modeling.artifact import MODEL_JSON
 from mlops.settings import Settings
+from mlops.tracking.mlflow_tracking import configure_artifact_access
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ LINEAGE_KEY_TAG = "lineage.key"
 
 def registry_client(settings: Settings) -> MlflowClient:
     """An MLflow client on the tracking store named by settings (registry in the same place)."""
+    configure_artifact_access(settings)  # artifacts in S3: the endpoint from settings
     uri = settings.resolved_tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

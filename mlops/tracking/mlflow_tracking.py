@@ -21,6 +21,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from sqlalchemy.engine import make_url
 
 from mlops.settings import Settings
+from mlops.storage import locate
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +47,27 @@ def configure_tracking(settings: Settings) -> str:
     runs unattended and often without internet access. Returns the tracking URI.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    configure_artifact_access(settings)
     uri = settings.resolved_tracking_uri
     _prepare_local_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def configure_artifact_access(settings: Settings) -> None:
+    """Let this process's MLflow reach artifacts in the configured S3 endpoint.
+
+    MLflow's S3 artifact repository takes its endpoint from `MLFLOW_S3_ENDPOINT_URL`
+    only (credentials follow boto3's chain), so it is set here from
+    `settings.s3_endpoint_url`: the one place that writes it. Processes started
+    afterwards (Dask workers of a local cluster) inherit it. Without an endpoint setting
+    (AWS itself) the environment is left as it is.
+    """
+    if settings.s3_endpoint_url:
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.s3_region:
+        os.environ.setdefault("AWS_DEFAULT_REGION", settings.s3_region)
 
 
 def tracking_client(uri: str) -> MlflowClient:
@@ -67,6 +84,7 @@ def _cached_client(uri: str) -> MlflowClient:
 
 def ensure_experiment(settings: Settings, dataset: str) -> str:
     """The id of the dataset's experiment, created on first use (safe under races)."""
+    configure_artifact_access(settings)
     client = tracking_client(settings.resolved_tracking_uri)
     name = experiment_name(dataset)
     found = client.get_experiment_by_name(name)
@@ -89,14 +107,15 @@ def artifact_location(settings: Settings, dataset: str) -> str | None:
 
     A tracking server decides itself (it proxies artifacts, clients need no storage
     credentials); a database store without a server writes to S3 when a bucket is
-    configured, else under the state directory's artifact root.
+    configured (`s3://<bucket>/<prefix>mlartifacts/training/<dataset>`, the key the
+    state directory's artifact root has), else under that artifact root.
     """
     uri = settings.resolved_tracking_uri
     if uri.startswith(("http://", "https://", "databricks")):
         return None
-    if settings.s3_bucket:
-        return f"s3://{settings.s3_bucket}/mlartifacts/training/{dataset}"
     folder = settings.artifacts_dir / "training" / dataset
+    if settings.s3_bucket:
+        return str(locate(settings, folder))
     return folder.as_uri()
 
 
@@ -118,6 +137,7 @@ def start_parent_run(
     The run ends FINISHED when the block exits normally and FAILED when it raises, so
     the MLflow UI never shows a crashed training as still running.
     """
+    configure_artifact_access(settings)
     client = tracking_client(settings.resolved_tracking_uri)
     experiment_id = ensure_experiment(settings, dataset)
     all_tags: dict[str, str] = {

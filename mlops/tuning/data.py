@@ -19,7 +19,9 @@ from mlops.contracts import TrainingSetRef
 from mlops.dataset_spec import DatasetSpec, FeatureSchema
 from mlops.errors import ConfigError, SourceError
 from mlops.modeling.data import split_time_ordered
+from mlops.settings import get_settings
 from mlops.sources import read_frame, sha256_file
+from mlops.storage import local_path
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ class TuningData(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    uri: str = Field(description="Path or file:// URI of the training-set parquet.")
+    uri: str = Field(description="Path, file:// or s3:// URI of the training-set parquet.")
     sha256: str
     spec: DatasetSpec
     feature_schema: FeatureSchema
@@ -58,13 +60,15 @@ class TuningData(BaseModel):
 
     @property
     def path(self) -> Path:
-        """The local file behind `uri`."""
+        """The local file behind `uri` (an `s3://` training set is cached locally once)."""
         parsed = urlparse(self.uri)
         if parsed.scheme == "file":
             return Path(url2pathname(parsed.path))
         if not parsed.scheme:
             return Path(self.uri)
-        raise ConfigError(f"tuning reads local training sets only, not {self.uri!r}")
+        if parsed.scheme == "s3":
+            return local_path(self.uri, get_settings(), self.sha256)
+        raise ConfigError(f"tuning reads local or s3:// training sets, not {self.uri!r}")
 
     def load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Read, verify and split: returns (train, valid); the holdout is dropped here.

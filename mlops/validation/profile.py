@@ -12,7 +12,6 @@ import logging
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mlops.dataset_spec import DatasetSpec, FeatureSchema, Task
 from mlops.errors import ConfigError
 from mlops.settings import Settings
+from mlops.storage import Location, locate, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -186,18 +186,15 @@ def learn_profile(
     return profile
 
 
-def profile_path(dataset: str, settings: Settings) -> Path:
-    """Where the reference profile of a dataset lives."""
-    return settings.references_dir / dataset / "profile.json"
+def profile_path(dataset: str, settings: Settings) -> Location:
+    """Where the reference profile of a dataset lives (the state dir, or the bucket)."""
+    return locate(settings, settings.references_dir / dataset / "profile.json")
 
 
-def save_profile(profile: ReferenceProfile, settings: Settings) -> Path:
+def save_profile(profile: ReferenceProfile, settings: Settings) -> Location:
     """Store the profile atomically, so a crash never leaves half a contract behind."""
     path = profile_path(profile.dataset, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(profile.model_dump_json(indent=2))
-    partial.replace(path)
+    write_text(path, profile.model_dump_json(indent=2))
     return path
 
 

@@ -3,17 +3,17 @@
 Everything is named by content hash, so validating the same batch again rewrites the
 same files instead of adding new ones. Files a person may be editing (the quarantined
 data) are written once and never overwritten; raw batches are copied, never moved.
+
+Folders are `Location`s (see `mlops.storage`): under the state directory in the
+embedded profile, objects under the same keys in the bucket once one is configured.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,6 +24,15 @@ from mlops.contracts import DatasetRef, ValidationReport
 from mlops.dataset_spec import DatasetSpec
 from mlops.settings import Settings
 from mlops.sources import describe_batch, sha256_file
+from mlops.storage import (
+    Location,
+    copy_file,
+    locate,
+    publish_file,
+    resolve_near,
+    staging_file,
+)
+from mlops.storage import write_text as _write_text
 
 logger = logging.getLogger(__name__)
 
@@ -70,40 +79,33 @@ class QuarantineManifest(BaseModel):
     release_report: str | None = None
 
 
-def quarantine_folder(settings: Settings, dataset: str, sha256: str) -> Path:
+def quarantine_folder(settings: Settings, dataset: str, sha256: str) -> Location:
     """The quarantine folder of a batch."""
-    return settings.quarantine_dir / dataset / sha256[:16]
+    return locate(settings, settings.quarantine_dir / dataset / sha256[:16])
 
 
-def ledger_path(settings: Settings, dataset: str, sha256: str) -> Path:
+def ledger_path(settings: Settings, dataset: str, sha256: str) -> Location:
     """The ledger record of a batch that passed."""
-    return settings.ledger_dir / dataset / f"{sha256}.json"
+    return locate(settings, settings.ledger_dir / dataset / f"{sha256}.json")
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Location, text: str) -> None:
     """Write atomically: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    partial.write_text(text)
-    partial.replace(path)
+    _write_text(path, text)
 
 
 def write_accepted_rows(frame: pd.DataFrame, spec: DatasetSpec, settings: Settings) -> DatasetRef:
     """Store rows that go on as a new immutable batch named by its content hash."""
-    folder = settings.raw_dir / spec.name / "accepted"
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{uuid.uuid4().hex}.parquet.partial"
-    frame.to_parquet(partial, index=False)
-    digest = sha256_file(partial)
-    target = folder / f"{digest}.parquet"
-    if target.exists():
-        partial.unlink()
-    else:
-        partial.replace(target)
+    folder = locate(settings, settings.raw_dir / spec.name / "accepted")
+    with staging_file(folder / "accepted.parquet") as partial:
+        frame.to_parquet(partial, index=False)
+        digest = sha256_file(partial)
+        target = folder / f"{digest}.parquet"
+        publish_file(partial, target)
     return describe_batch(spec, frame, target, digest)
 
 
-def write_ledger(report: ValidationReport, settings: Settings) -> Path:
+def write_ledger(report: ValidationReport, settings: Settings) -> Location:
     """Record a batch that passed; the content hash names the record."""
     path = ledger_path(settings, report.dataset, report.batch.sha256)
     write_text(path, report.model_dump_json(indent=2))
@@ -111,7 +113,7 @@ def write_ledger(report: ValidationReport, settings: Settings) -> Path:
 
 
 def write_quarantine(
-    folder: Path,
+    folder: Location,
     *,
     report: ValidationReport,
     spec: DatasetSpec,
@@ -130,7 +132,7 @@ def write_quarantine(
     if bad_rows is not None:
         kind = QuarantineKind.ROWS
         data_file = folder / ROWS
-        if not data_file.exists():
+        if not data_file.is_file():
             _write_parquet(bad_rows, data_file)
     else:
         kind = QuarantineKind.BATCH
@@ -152,11 +154,11 @@ def write_quarantine(
 
 
 def _manifest(
-    folder: Path,
+    folder: Location,
     report: ValidationReport,
     spec: DatasetSpec,
     kind: QuarantineKind,
-    data_file: Path,
+    data_file: Location,
 ) -> QuarantineManifest:
     fresh = QuarantineManifest(
         dataset=report.dataset,
@@ -193,23 +195,20 @@ def _manifest(
     )
 
 
-def _copy_batch(batch: DatasetRef, frame: pd.DataFrame, folder: Path) -> Path:
-    source = Path(batch.uri)
+def _copy_batch(batch: DatasetRef, frame: pd.DataFrame, folder: Location) -> Location:
+    source = resolve_near(batch.uri, folder)
     if source.is_file():
         target = folder / f"batch{source.suffix.lower()}"
-        if not target.exists():
-            partial = folder / f".{target.name}.partial"
-            shutil.copyfile(source, partial)
-            partial.replace(target)
+        copy_file(source, target)  # an existing copy is kept
         return target
-    logger.warning("batch %s is not a local file: quarantining the frame as parquet", batch.uri)
+    logger.warning("batch %s is not a stored file: quarantining the frame as parquet", batch.uri)
     target = folder / "batch.parquet"
-    if not target.exists():
+    if not target.is_file():
         _write_parquet(frame, target)
     return target
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    frame.to_parquet(partial, index=False)
-    partial.replace(path)
+def _write_parquet(frame: pd.DataFrame, path: Location) -> None:
+    with staging_file(path) as partial:
+        frame.to_parquet(partial, index=False)
+        publish_file(partial, path, overwrite=True)
