@@ -60,6 +60,9 @@ INPUT_EXAMPLE = "input_example.json"
 """The rows MLflow logged with the pyfunc model: the first reference rows of the smoke test."""
 WARM_BATCH_SIZES = (1, 8, 64, 256)
 SMOKE_TOLERANCE = 1e-4
+INLINE_ROWS = 32
+"""Batches up to this size run on the event loop (well under a millisecond), larger ones on
+the model's thread (see `serving.batching`)."""
 
 
 class ModelRefused(PipelineError):
@@ -89,10 +92,11 @@ class LoadedModel:
     batcher: MicroBatcher[Row, Probabilities] = field(init=False, repr=False)
     executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
-    @property
-    def class_keys(self) -> tuple[str, ...]:
-        """Class values as text (JSON object keys, prediction-log values)."""
-        return tuple(str(c) for c in self.classes)
+    class_keys: tuple[str, ...] = field(init=False)
+    """Class values as text (JSON object keys, prediction-log values)."""
+
+    def __post_init__(self) -> None:
+        self.class_keys = tuple(str(c) for c in self.classes)
 
     def score(self, rows: list[Row]) -> list[Probabilities]:
         """Class probabilities of feature rows (one forward pass; pandas-free)."""
@@ -176,7 +180,9 @@ class RefreshReport:
     """What one refresh did."""
 
     loaded: list[str] = field(default_factory=list)
+    """Versions loaded by this refresh."""
     refused: list[str] = field(default_factory=list)
+    """Versions an alias names that are not served: refused now, or still refused."""
     swapped: bool = False
     error: str | None = None
 
@@ -310,8 +316,8 @@ class ModelManager:
                     current.generation,
                     datetime.now(UTC),
                 )
-            if report.error is None:
-                self.last_error = None if not report.refused else self.last_error
+            if not report.refused:
+                self.last_error = None  # everything the registry names is served
             self.last_report = report
             return report
 
@@ -376,6 +382,10 @@ class ModelManager:
                 return loaded
         refusal = self.refused.get(version)
         if refusal is not None and refusal.sha256 == sha:
+            # still refused (not retried until the alias moves or a reload is forced)
+            self.last_error = f"v{version} ({alias}) refused: {refusal.reason}"
+            if version not in report.refused:
+                report.refused.append(version)
             return None
         try:
             model = await asyncio.to_thread(self._load, wanted)
@@ -440,6 +450,7 @@ class ModelManager:
             max_rows=self.settings.serving.batch_max_rows,
             wait_s=self.settings.serving.batch_wait_ms / 1000.0,
             executor=loaded.executor,
+            inline_rows=INLINE_ROWS,
             expecting=self._expecting,
             observe=observe,
             name=f"{self.name}-v{version}",

@@ -80,6 +80,44 @@ def test_the_wait_gathers_rows_announced_as_coming() -> None:
     assert run.calls == [[1, 2]]
 
 
+def test_the_wait_ends_when_the_announced_rows_have_arrived() -> None:
+    run = Recorder()
+    coming = [True]
+
+    async def main() -> float:
+        batcher = MicroBatcher(run, max_rows=100, wait_s=5.0, expecting=lambda: coming[0])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.02)
+        coming[0] = False  # the last announced request submits now
+        assert await asyncio.gather(first, batcher.submit([2])) == [[2], [4]]
+        return loop.time() - started
+
+    assert _run(main()) < 1.0
+    assert run.calls == [[1, 2]]
+
+
+def test_small_calls_run_inline_and_large_ones_on_the_executor() -> None:
+    threads: list[str] = []
+
+    def run(items: list[int]) -> list[int]:
+        threads.append(threading.current_thread().name)
+        return items
+
+    async def main() -> str:
+        executor = ThreadPoolExecutor(1, thread_name_prefix="model")
+        batcher = MicroBatcher(run, max_rows=100, executor=executor, inline_rows=4)
+        assert await batcher.submit([1, 2]) == [1, 2]
+        assert await batcher.submit(list(range(10))) == list(range(10))
+        executor.shutdown()
+        return threading.current_thread().name
+
+    loop_thread = _run(main())
+    assert threads == [loop_thread, threads[1]]
+    assert threads[1].startswith("model")
+
+
 def test_batches_stop_at_max_rows_and_rows_queued_meanwhile_go_next() -> None:
     gate = threading.Event()
     run = Recorder(delay=gate)
