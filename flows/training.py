@@ -17,7 +17,6 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field, model_validator
 
-from flows.tuning import trial_runner, tune_model
 from mlops.contracts import (
     DatasetRef,
     FeatureSetRef,
@@ -29,17 +28,8 @@ from mlops.contracts import (
     ValidationReport,
 )
 from mlops.dataset_spec import DatasetSpec, load_spec
-from mlops.lineage import lineage_tags
 from mlops.retraining import GuardDecision, RetrainRequest, RunStatus
 from mlops.settings import RowPolicy, get_settings
-from mlops.tracking import start_parent_run
-from mlops.tuning import TuningData
-from tasks.features import build_training_set_task, materialize_features_task
-from tasks.ingest import ingest_batch_task
-from tasks.quantization import quantization_tags, quantize_model_task
-from tasks.retraining import check_retrain_guardrails_task, record_retrain_outcome_task
-from tasks.training import quality_gate_task, register_model_task, train_candidate_task
-from tasks.validation import load_reference_profile_task, validate_batch_task
 
 
 class TrainingPipelineParams(BaseModel):
@@ -128,6 +118,11 @@ def training_pipeline(
     held-back request ends Completed with status `suppressed`, and a retraining that
     proceeds trains on the window batch and records its outcome in the ledger.
     """
+    # The stages' modules (Feast, torch, MLflow, Optuna: seconds of imports) load here,
+    # inside the run, not when a worker loads this module: a triggered run is Running,
+    # visible and logging, within a second or two of its event.
+    from tasks.retraining import check_retrain_guardrails_task, record_retrain_outcome_task
+
     spec = params.spec()
     if params.retrain is None:
         return _run_stages(params, spec)
@@ -158,6 +153,16 @@ def _run_stages(
     params: TrainingPipelineParams, spec: DatasetSpec
 ) -> TrainingPipelineResult | State:
     """The stages of the pipeline on the batch `spec` reads (inside the flow run)."""
+    from flows.tuning import trial_runner, tune_model
+    from mlops.lineage import lineage_tags
+    from mlops.tracking import start_parent_run
+    from mlops.tuning import TuningData
+    from tasks.features import build_training_set_task, materialize_features_task
+    from tasks.ingest import ingest_batch_task
+    from tasks.quantization import quantization_tags, quantize_model_task
+    from tasks.training import quality_gate_task, register_model_task, train_candidate_task
+    from tasks.validation import load_reference_profile_task, validate_batch_task
+
     settings = get_settings()
     batch = ingest_batch_task(spec)
     profile = load_reference_profile_task(spec, batch)

@@ -1,4 +1,4 @@
-"""`mlops canary status|promote|rollback`: a person's view of and hand on a rollout.
+"""`mlops canary status|promote|rollback|restore`: a person's view of and hand on a rollout.
 
 The rollout flow decides on evidence; these commands are for the times a person must
 look or overrule. Every manual action goes to the same audit trail as the policy's,
@@ -16,7 +16,13 @@ import typer
 from mlops.errors import PipelineError
 from mlops.registry.client import CHALLENGER, CHAMPION, registry_client, version_by_alias
 from mlops.rollout.audit import AuditTrail, audit_url
-from mlops.rollout.policy import RolloutAction, promote_now, rollback_now
+from mlops.rollout.policy import (
+    RolloutAction,
+    RolloutDecision,
+    promote_now,
+    restore_champion,
+    rollback_now,
+)
 from mlops.rollout.state import read_rollout
 from mlops.settings import get_settings
 
@@ -78,13 +84,29 @@ def canary_rollback(
     _act(RolloutAction.ROLLBACK, model, reason)
 
 
-def _act(action: RolloutAction, model: str | None, reason: str) -> None:
+@canary_app.command("restore")
+def canary_restore(
+    version: Annotated[str, typer.Argument(help="The registered version to serve again.")],
+    reason: ReasonOption = "restored by hand",
+    model: ModelOption = None,
+) -> None:
+    """Make an earlier version the champion again (undo a promotion); no rollout may run."""
+    _act(RolloutAction.RESTORE, model, reason, version)
+
+
+def _act(action: RolloutAction, model: str | None, reason: str, version: str = "") -> None:
     settings = get_settings()
     name = model or settings.serving.model_name
     client = registry_client(settings)
-    manual = promote_now if action is RolloutAction.PROMOTE else rollback_now
+    actor = getpass.getuser()
     try:
-        decision = manual(client, name, getpass.getuser(), reason)
+        decision: RolloutDecision
+        if action is RolloutAction.RESTORE:
+            decision = restore_champion(client, name, version, actor, reason)
+        elif action is RolloutAction.PROMOTE:
+            decision = promote_now(client, name, actor, reason)
+        else:
+            decision = rollback_now(client, name, actor, reason)
     except PipelineError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc

@@ -35,6 +35,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import beta
 
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 POLICY_ACTOR = "rollout-policy"
 ROLLED_BACK_REASON_TAG = "rollout.rolled_back_reason"
 PROMOTED_REASON_TAG = "rollout.promoted_reason"
+RESTORED_REASON_TAG = "rollout.restored_reason"
 DECIDED_BY_TAG = "rollout.decided_by"
 NO_EVIDENCE = "no evidence of improvement"
 
@@ -67,6 +69,8 @@ class RolloutAction(StrEnum):
     HOLD = "hold"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    RESTORE = "restore"
+    """A person moves `champion` back to an earlier version (outside any rollout)."""
 
 
 class RolloutDecision(BaseModel):
@@ -278,6 +282,62 @@ def rollback_now(
         RolloutError: there is no challenger to roll back.
     """
     return _manual(client, model_name, RolloutAction.ROLLBACK, actor, reason, now or utc_now())
+
+
+def restore_champion(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    actor: str,
+    reason: str,
+    *,
+    now: datetime | None = None,
+) -> RolloutDecision:
+    """A person makes an earlier version the champion again (the undo of a promotion).
+
+    Serving replicas follow the alias within their poll interval. Returns the decision
+    (record it in the audit trail); restoring the version that already is the champion
+    returns a hold and changes nothing.
+
+    Raises:
+        RolloutError: the version does not exist, or a rollout is in progress (roll the
+            challenger back first: a restore must not race the rollout's decisions).
+    """
+    now = now or utc_now()
+    state = read_rollout(client, model_name)
+    if state.active:
+        raise RolloutError(
+            f"model {model_name}: the rollout of v{state.challenger_version} is in progress; "
+            "roll it back before restoring a champion"
+        )
+    try:
+        client.get_model_version(model_name, version)
+    except MlflowException as exc:
+        raise RolloutError(f"model {model_name} has no version {version}") from exc
+    champion = version_by_alias(client, model_name, CHAMPION)
+    before = None if champion is None else str(champion.version)
+    done = before == version
+    decision = RolloutDecision(
+        model_name=model_name,
+        challenger_version=version,
+        action=RolloutAction.HOLD if done else RolloutAction.RESTORE,
+        reason=f"v{version} already is the champion" if done else reason,
+        from_stage=state.stage,
+        to_stage=state.stage,
+        to_share=0.0,
+        evidence={"manual": True, "champion_before": before},
+        decided_at=now,
+        actor=actor,
+    )
+    if done:
+        return decision
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    client.set_model_version_tag(model_name, version, RESTORED_REASON_TAG, reason)
+    client.set_model_version_tag(model_name, version, DECIDED_BY_TAG, actor)
+    logger.warning(
+        "model %s: champion restored to v%s (was v%s): %s", model_name, version, before, reason
+    )
+    return decision
 
 
 def _manual(

@@ -57,3 +57,38 @@ def test_a_manual_promotion_moves_the_champion(two_versions: Settings) -> None:
     assert done.exit_code == 0, done.output
     champion = version_by_alias(registry_client(two_versions), "card_fraud", CHAMPION)
     assert champion is not None and str(champion.version) == "2"
+
+
+def test_restore_undoes_a_promotion_and_is_audited(two_versions: Settings) -> None:
+    assert CliRunner().invoke(app, ["canary", "promote"]).exit_code == 0
+    done = CliRunner().invoke(app, ["canary", "restore", "1", "--reason", "v2 hurt conversions"])
+    assert done.exit_code == 0, done.output
+    client = registry_client(two_versions)
+    champion = version_by_alias(client, "card_fraud", CHAMPION)
+    assert champion is not None and str(champion.version) == "1"
+    assert client.get_model_version("card_fraud", "1").tags["rollout.restored_reason"] == (
+        "v2 hurt conversions"
+    )
+    status = json.loads(CliRunner().invoke(app, ["canary", "status", "--json"]).output)
+    last = status["decisions"][-1]
+    assert (last["action"], last["version"], last["evidence"]["champion_before"]) == (
+        "restore",
+        "1",
+        "2",
+    )
+    again = CliRunner().invoke(app, ["canary", "restore", "1"])
+    assert again.exit_code == 0 and "nothing done" in again.output
+
+
+def test_restore_is_refused_during_a_rollout_and_for_unknown_versions(
+    two_versions: Settings,
+) -> None:
+    running = CliRunner().invoke(app, ["canary", "restore", "1"])
+    assert running.exit_code == 1
+    assert "in progress" in running.output
+    assert CliRunner().invoke(app, ["canary", "rollback"]).exit_code == 0
+    unknown = CliRunner().invoke(app, ["canary", "restore", "9"])
+    assert unknown.exit_code == 1
+    assert "no version 9" in unknown.output
+    champion = version_by_alias(registry_client(two_versions), "card_fraud", CHAMPION)
+    assert champion is not None and str(champion.version) == "1"
