@@ -23,9 +23,11 @@ from mlops.drift import (
     PerformanceMetrics,
     measure_performance,
 )
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, SourceError
 from mlops.modeling import split_time_ordered
+from mlops.settings import Settings
 from mlops.sources import read_frame
+from mlops.storage import local_path
 from quantization.served import ServedModel
 
 logger = logging.getLogger(__name__)
@@ -49,18 +51,24 @@ def drift_columns(schema: FeatureSchema) -> DriftColumns:
     return DriftColumns.from_schema(schema, prediction=SCORE, label=LABEL)
 
 
-def training_set_path(tags: dict[str, str], training_sets_dir: Path, dataset: str) -> Path:
-    """Where the champion's training set lies, from its lineage tags.
+def training_set_path(tags: dict[str, str], settings: Settings, dataset: str) -> Path:
+    """A local file holding the champion's training set, from its lineage tags.
+
+    The tagged URI may be a local path or an `s3://` object (the production profile),
+    fetched once into the cache and checked against the tagged hash.
 
     Raises:
         ConfigError: the tags name no training set, or it is gone.
     """
     uri = tags.get(TRAINING_SET_URI_TAG)
     sha = tags.get(TRAINING_SET_SHA_TAG)
-    candidates = [Path(uri)] if uri else []
+    if uri:
+        try:
+            return local_path(uri, settings, sha)
+        except SourceError:
+            pass  # moved or removed: try the content-addressed copy below
     if sha:
-        candidates.append(training_sets_dir / dataset / f"{sha}.parquet")
-    for path in candidates:
+        path = settings.training_sets_dir / dataset / f"{sha}.parquet"
         if path.is_file():
             return path
     raise ConfigError(

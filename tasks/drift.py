@@ -177,7 +177,7 @@ def load_reference_frame(champion: Champion, spec: DatasetSpec) -> pd.DataFrame:
     settings = get_settings()
     client = registry_client(settings)
     tags = dict(client.get_model_version(champion.name, champion.version).tags or {})
-    path = training_set_path(tags, settings.training_sets_dir, spec.name)
+    path = training_set_path(tags, settings, spec.name)
     with tempfile.TemporaryDirectory(prefix="mlops-champion-") as tmp:
         folder = download_artifact(client, champion.name, champion.version, Path(tmp))
         model = load_served_model(folder, tags.get("artifact.sha256"))

@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from mlops import storage
 from mlops.errors import ConfigError, SourceError
+from mlops.monitoring import training_set_path
 from mlops.settings import Profile, Settings
 from mlops.storage import (
     ArtifactStore,
@@ -202,3 +203,17 @@ def test_copies_and_mirrors(settings: Settings, bucket_settings: Settings) -> No
         assert [f.name for f in files] == ["a.parquet", "b.parquet", "c.parquet"]
         assert [f.read_text() for f in files] == ["1", "2", "1"]
         assert all(f.is_file() for f in files)
+
+
+def test_the_drift_reference_reads_a_training_set_stored_in_s3(
+    bucket_settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "set.parquet"
+    source.write_bytes(b"PAR1 training rows PAR1")
+    key = "team-a/training_sets/card_fraud/abc.parquet"
+    boto3.client("s3", region_name=REGION).upload_file(str(source), BUCKET, key)
+    tags = {"training_set.uri": f"s3://{BUCKET}/{key}", "training_set.sha256": sha256_of(source)}
+    path = training_set_path(tags, bucket_settings, "card_fraud")
+    assert path.read_bytes() == source.read_bytes()
+    with pytest.raises(ConfigError, match="not available"):
+        training_set_path(tags | {"training_set.sha256": "0" * 64}, bucket_settings, "card_fraud")
