@@ -31,10 +31,19 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install --quiet --progress-bar off checkov==3.3.30
 	@touch $@
 
+# The Prefect UI test drives Debian's Chromium through Playwright (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@echo "==> installing Debian's chromium (the Prefect UI test's headless browser)"
+	@apt=$$([ "$$(id -u)" = 0 ] && echo apt-get || echo "sudo -n apt-get"); \
+	$$apt install -y -qq chromium >/dev/null 2>&1 \
+	|| { $$apt update -qq >/dev/null 2>&1 && $$apt install -y -qq chromium >/dev/null 2>&1; } \
+	|| echo "    could not install chromium: the UI test will skip (and fail under CI=true)"
+
 demo: $(STAMP) ## run the training pipeline on the synthetic baseline, then show a bad batch being refused
 	$(BIN)/mlops demo
 
-test: $(STAMP) $(CHECKOV) ## run every test (unit, model, integration, e2e) against the real local services
+test: $(STAMP) $(CHECKOV) $(CHROMIUM) ## run every test (unit, model, integration, e2e) against the real local services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## run the fast tests only
@@ -53,10 +62,15 @@ bench: $(STAMP) ## time validation/materialization (100k, 1M rows) and a 20-tria
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/training.py
 
-up: $(STAMP) ## start the local Prefect server (UI http://127.0.0.1:4200), deploy prefect.yaml, start a worker
-	$(BIN)/python -m mlops.localstack up
+# `make up PROFILE=production`: the server on PostgreSQL (MLOPS_PREFECT_DATABASE_URL) and
+# flow runs on the production settings (PostgreSQL, Redis, S3; see .env.example).
+# `make up WORKERS=2`: two process workers share the pool's runs.
+PROFILE ?=
+WORKERS ?= 1
+up: $(STAMP) ## start the Prefect server (UI http://127.0.0.1:4200), deploy prefect.yaml, start workers [PROFILE=production WORKERS=n]
+	$(BIN)/python -m mlops.localstack up $(if $(PROFILE),--profile $(PROFILE)) --workers $(WORKERS)
 
-down: ## stop what `make up` started (server, worker)
+down: ## stop what `make up` started (server, workers, service), whatever its profile
 	$(BIN)/python -m mlops.localstack down
 
 deploy: $(STAMP) ## (re)register the deployments of prefect.yaml on the running local server

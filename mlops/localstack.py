@@ -2,10 +2,20 @@
 
 `up` starts `prefect server start` (its UI at http://127.0.0.1:4200) with PREFECT_HOME
 under the state directory, waits until `/api/health` answers, creates the `process`
-work pool if it is missing, registers the deployments of `prefect.yaml` and starts a
-worker on the pool (and, with `--serve`, the prediction service). Each process runs in
-a session of its own, detached from the terminal, with its pid file and log under
-`<state dir>/run/`; `down` stops them by pid: SIGTERM, then SIGINT, then SIGKILL.
+work pool if it is missing, registers the deployments of `prefect.yaml` on that pool
+and starts one worker on it, or several (`--workers N`: they share the pool's runs),
+and, with `--serve`, the prediction service. Each process runs in a session of its
+own, detached from the terminal, with its pid file and log under `<state dir>/run/`;
+`down` stops them by pid: SIGTERM, then SIGINT, then SIGKILL.
+
+Two profiles, as the settings say (`MLOPS_PROFILE`, or `up --profile`):
+- embedded: the server keeps SQLite under PREFECT_HOME; flow runs use the embedded
+  backends (SQLite, local files).
+- production: the server runs on PostgreSQL (`MLOPS_PREFECT_DATABASE_URL`, passed as
+  `PREFECT_API_DATABASE_CONNECTION_URL` with the asyncpg driver), and the worker's flow
+  runs get `MLOPS_PROFILE=production`, so they use the production settings: MLflow and
+  Optuna on PostgreSQL, artifacts in S3 (`MLOPS_S3_ENDPOINT_URL`, also exported as
+  `MLFLOW_S3_ENDPOINT_URL`), the Feast SQL registry and the Redis online store.
 
 Only subprocess management lives here (no Prefect import): the end-to-end tests start
 the same stack on a free port through `LocalStack`.
@@ -27,9 +37,10 @@ from typing import Annotated
 import httpx
 import typer
 import yaml
+from pydantic import ValidationError
 
 from mlops.errors import PipelineError
-from mlops.settings import Settings, get_settings
+from mlops.settings import Profile, Settings, get_settings
 
 POOL = "mlops-local"
 SERVER, WORKER, SERVING = "server", "worker", "serving"
@@ -46,6 +57,16 @@ class StackError(PipelineError):
     """A part of the local stack did not start (its log says why)."""
 
 
+def _kind(component: str) -> str:
+    """`worker-2` -> `worker`: the kind of a component (extra workers are numbered)."""
+    return component.partition("-")[0]
+
+
+def worker_component(index: int) -> str:
+    """The component name of the `index`-th worker (1-based): worker, worker-2, ..."""
+    return WORKER if index == 1 else f"{WORKER}-{index}"
+
+
 @dataclass(frozen=True)
 class LocalStack:
     """Where the stack keeps its state and how it is reached.
@@ -53,8 +74,14 @@ class LocalStack:
     Attributes:
         repo: the checkout holding `prefect.yaml`; deployments and the worker run there.
         run_dir: pid files and logs.
-        prefect_home: PREFECT_HOME of the server (its SQLite database).
+        prefect_home: PREFECT_HOME of the server (its SQLite database when
+            `database_url` is unset).
         env: extra environment of every process (the worker's flow runs inherit it).
+        workers: process workers started on the pool; they share its flow runs.
+        worker_limit: flow runs one worker runs at a time (`prefect worker start
+            --limit`); unlimited when None.
+        profile: the settings profile the flow runs get (`MLOPS_PROFILE`).
+        database_url: the server's database (`postgresql+asyncpg://...`); None: SQLite.
     """
 
     repo: Path
@@ -67,15 +94,27 @@ class LocalStack:
     prefect_file: str = "prefect.yaml"
     serving_port: int = 8000
     env: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 1
+    worker_limit: int | None = None
+    profile: Profile = Profile.EMBEDDED
+    database_url: str | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, repo: Path | None = None, port: int | None = None
+        cls,
+        settings: Settings,
+        repo: Path | None = None,
+        port: int | None = None,
+        workers: int = 1,
     ) -> LocalStack:
-        """The stack of `make up`: state under the settings' home.
+        """The stack of `make up`: state under the settings' home, in their profile.
 
         The port is the one given, else the one `up` last used (remembered in the run
-        directory), else 4200.
+        directory), else 4200. In the production profile the server's database is
+        `settings.prefect_database_url` (`up` refuses to start without it), and every
+        process gets the profile and the S3 endpoint explicitly: the rest of the
+        production settings reach the flow runs through the inherited environment (and
+        `.env` in the checkout they run in).
         """
         run_dir = settings.home / "run"
         if port is None:
@@ -83,12 +122,21 @@ class LocalStack:
                 port = int((run_dir / "port").read_text())
             except (OSError, ValueError):
                 port = 4200
+        env = {"MLOPS_PROFILE": settings.profile.value, "MLOPS_HOME": str(settings.home)}
+        if settings.s3_endpoint_url:
+            env["MLOPS_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+            env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+        production = settings.profile is Profile.PRODUCTION
         return cls(
             repo=(repo or Path.cwd()).resolve(),
             run_dir=run_dir,
             prefect_home=settings.prefect_home,
             port=port,
             serving_port=settings.serving.port,
+            env=env,
+            workers=workers,
+            profile=settings.profile,
+            database_url=settings.prefect_server_database_url if production else None,
         )
 
     @property
@@ -115,6 +163,8 @@ class LocalStack:
                 "PWD": str(self.repo),
             }
         )
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         return env
 
     def _pid_file(self, name: str) -> Path:
@@ -188,7 +238,7 @@ def _is_ours(pid: int, name: str) -> bool:
         words = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return True  # no /proc (macOS): trust the pid file
-    return all(marker in words for marker in _MARKERS[name])
+    return all(marker in words for marker in _MARKERS[_kind(name)])
 
 
 def stop(stack: LocalStack, name: str, timeout: float = 15.0) -> bool:
@@ -260,14 +310,32 @@ def api_healthy(stack: LocalStack) -> bool:
 
 
 def start_server(stack: LocalStack, timeout: float = 180.0) -> int:
-    """Start the Prefect server (unless running) and wait until it is healthy."""
+    """Start the Prefect server (unless running) and wait until it is healthy.
+
+    In the production profile the server migrates and uses the PostgreSQL database of
+    `stack.database_url`. A running server of the other profile is not reused.
+    """
+    if stack.profile is Profile.PRODUCTION and not stack.database_url:
+        raise StackError(
+            "the production profile runs the Prefect server on PostgreSQL: "
+            "set MLOPS_PREFECT_DATABASE_URL=postgresql://..."
+        )
+    profile_file = stack.run_dir / "server.profile"
     pid = running_pid(stack, SERVER)
-    if pid is None:
+    if pid is not None:
+        running = profile_file.read_text().strip() if profile_file.is_file() else "embedded"
+        if running != stack.profile.value:
+            raise StackError(
+                f"a Prefect server of the {running} profile runs (pid {pid}): "
+                "stop it first (`make down`)"
+            )
+    else:
         if api_healthy(stack):
             raise StackError(f"another Prefect server already answers at {stack.api_url}")
         command = [_bin("prefect"), "server", "start", "--host", stack.host]
         command += ["--port", str(stack.port), "--analytics-off"]
         pid = _spawn(stack, SERVER, command)
+        profile_file.write_text(f"{stack.profile.value}\n")
     _wait_until(lambda: api_healthy(stack), "Prefect server", timeout, stack, SERVER, pid)
     return pid
 
@@ -286,9 +354,16 @@ def ensure_pool(stack: LocalStack) -> bool:
 
 
 def deployments_in(stack: LocalStack) -> list[tuple[str, str]]:
-    """(deployment name, entrypoint) of every deployment in the prefect file."""
+    """(deployment name, entrypoint) of the prefect file's deployments on the stack's pool.
+
+    Deployments of other pools (the production `mlops-ecs` pool) are not this stack's.
+    """
     document = yaml.safe_load((stack.repo / stack.prefect_file).read_text())
-    return [(d["name"], d["entrypoint"]) for d in document.get("deployments") or []]
+    return [
+        (d["name"], d["entrypoint"])
+        for d in document.get("deployments") or []
+        if (d.get("work_pool") or {}).get("name") in (None, stack.pool)
+    ]
 
 
 def deploy(stack: LocalStack, names: Sequence[str] | None = None) -> list[str]:
@@ -348,26 +423,66 @@ def workers_online(stack: LocalStack, name: str | None = None) -> int:
     )
 
 
-def start_worker(stack: LocalStack, timeout: float = 120.0) -> int:
+def _launch_worker(stack: LocalStack, index: int) -> tuple[int, str | None]:
+    """Start the `index`-th process worker unless it runs; (pid, worker name)."""
+    component = worker_component(index)
+    name_file = stack.run_dir / f"{component}.name"
+    pid = running_pid(stack, component)
+    if pid is None:
+        fresh = f"{stack.pool}-{uuid.uuid4().hex[:8]}"
+        command = [_bin("prefect"), "worker", "start", "--pool", stack.pool, "--name", fresh]
+        if stack.worker_limit is not None:
+            command += ["--limit", str(stack.worker_limit)]
+        pid = _spawn(stack, component, command)
+        name_file.write_text(fresh)
+    name = name_file.read_text().strip() if name_file.is_file() else None
+    return pid, name
+
+
+def _wait_worker(stack: LocalStack, index: int, pid: int, name: str | None, timeout: float) -> None:
+    def online() -> bool:
+        return workers_online(stack, name) > 0
+
+    what = "Prefect worker" if index == 1 else f"Prefect worker {index}"
+    _wait_until(online, what, timeout, stack, worker_component(index), pid)
+
+
+def start_worker(stack: LocalStack, timeout: float = 120.0, index: int = 1) -> int:
     """Start a process worker on the pool (unless running); wait until it is online.
 
     The worker gets a name of its own, so a heartbeat left by an earlier worker of the
     pool is not taken for this one's.
     """
-    name_file = stack.run_dir / "worker.name"
-    pid = running_pid(stack, WORKER)
-    if pid is None:
-        fresh = f"{stack.pool}-{uuid.uuid4().hex[:8]}"
-        command = [_bin("prefect"), "worker", "start", "--pool", stack.pool, "--name", fresh]
-        pid = _spawn(stack, WORKER, command)
-        name_file.write_text(fresh)
-    name = name_file.read_text().strip() if name_file.is_file() else None
-
-    def online() -> bool:
-        return workers_online(stack, name) > 0
-
-    _wait_until(online, "Prefect worker", timeout, stack, WORKER, pid)
+    pid, name = _launch_worker(stack, index)
+    _wait_worker(stack, index, pid, name, timeout)
     return pid
+
+
+def start_workers(stack: LocalStack, timeout: float = 120.0) -> list[int]:
+    """Start `stack.workers` process workers on the pool (all launched, then awaited).
+
+    They poll the same pool: the server hands each scheduled run to one of them, so
+    runs spread over the workers (with `worker_limit`, none takes more than its share).
+    """
+    launched = [(i, *_launch_worker(stack, i)) for i in range(1, stack.workers + 1)]
+    for index, pid, name in launched:
+        _wait_worker(stack, index, pid, name, timeout)
+    return [pid for _, pid, _ in launched]
+
+
+def worker_names(stack: LocalStack) -> dict[str, str]:
+    """Component -> Prefect worker name of the workers this stack started."""
+    names: dict[str, str] = {}
+    for path in sorted(stack.run_dir.glob(f"{WORKER}*.name")):
+        names[path.stem] = path.read_text().strip()
+    return names
+
+
+def _worker_components(stack: LocalStack) -> list[str]:
+    """Workers with a pid file in the run directory (also those of an earlier `up`)."""
+    found = {path.stem for path in stack.run_dir.glob(f"{WORKER}*.pid")}
+    found.update(worker_component(i) for i in range(1, stack.workers + 1))
+    return sorted(found, key=lambda c: (len(c), c))
 
 
 def start_serving(stack: LocalStack, timeout: float = 120.0) -> int | None:
@@ -389,29 +504,34 @@ def start_serving(stack: LocalStack, timeout: float = 120.0) -> int | None:
 
 
 def up(stack: LocalStack, *, serve: bool = False) -> None:
-    """Server, work pool, deployments, worker (and the prediction service)."""
+    """Server, work pool, deployments, workers (and the prediction service)."""
     start_server(stack)
     ensure_pool(stack)
     deploy(stack)
-    start_worker(stack)
+    start_workers(stack)
     if serve:
         start_serving(stack)
 
 
 def down(stack: LocalStack, timeout: float = 15.0) -> list[str]:
-    """Stop every component (worker first); returns the names that were running."""
-    return [name for name in (SERVING, WORKER, SERVER) if stop(stack, name, timeout)]
+    """Stop every component (workers first); returns the names that were running."""
+    order = [SERVING, *_worker_components(stack), SERVER]
+    return [name for name in order if stop(stack, name, timeout)]
 
 
 # --------------------------------------------------------------------------- CLI
 
 localstack_app = typer.Typer(
-    help="The local stack: Prefect server and UI, deployments, worker.", no_args_is_help=True
+    help="The local stack: Prefect server and UI, deployments, workers.", no_args_is_help=True
 )
 
 
-def _stack(port: int | None = None) -> LocalStack:
-    return LocalStack.from_settings(get_settings(), port=port)
+def _stack(port: int | None = None, profile: Profile | None = None, workers: int = 1) -> LocalStack:
+    settings = get_settings()
+    if profile is not None and profile is not settings.profile:
+        # The environment's settings, in the profile asked for (validated as such).
+        settings = Settings(profile=profile)
+    return LocalStack.from_settings(settings, port=port, workers=workers)
 
 
 @localstack_app.command("up")
@@ -422,9 +542,32 @@ def up_command(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Server port (default 4200).")
     ] = None,
+    profile: Annotated[
+        Profile | None,
+        typer.Option(
+            help="Settings profile (default: MLOPS_PROFILE). production: the server on "
+            "PostgreSQL, flow runs on PostgreSQL, Redis and S3."
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=16, help="Process workers sharing the pool's runs.")
+    ] = 1,
 ) -> None:
-    """Start the Prefect server (UI), register the deployments and start a worker."""
-    stack = _stack(port)
+    """Start the Prefect server (UI), register the deployments and start the workers.
+
+    `make up` runs it; `make up PROFILE=production WORKERS=2` passes `--profile
+    production --workers 2`. The production profile reads its settings from the
+    environment or `.env` (see `.env.example`): the server runs on
+    MLOPS_PREFECT_DATABASE_URL (migrated on start); the workers' flow runs use
+    MLOPS_DATABASE_URL, MLOPS_TRACKING_URI, MLOPS_OPTUNA_STORAGE,
+    MLOPS_FEAST__REGISTRY_URL, MLOPS_FEAST__ONLINE_STORE=redis, MLOPS_S3_BUCKET and
+    MLOPS_S3_ENDPOINT_URL (also MLFLOW_S3_ENDPOINT_URL). `make down` stops it.
+    """
+    try:
+        stack = _stack(port, profile, workers)
+    except ValidationError as exc:
+        typer.secho(f"settings: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     (stack.run_dir / "port").write_text(f"{stack.port}\n")
     try:
@@ -432,10 +575,12 @@ def up_command(
     except StackError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+    database = "PostgreSQL" if stack.database_url else f"SQLite under {stack.prefect_home}"
     typer.echo(
+        f"profile         {stack.profile.value} (Prefect server on {database})\n"
         f"Prefect UI      {stack.ui_url}\n"
         f"deployments     {', '.join(n for n, _ in deployments_in(stack))}\n"
-        f"worker          pool {stack.pool}, logs in {stack.run_dir}\n"
+        f"workers         {stack.workers} on pool {stack.pool}, logs in {stack.run_dir}\n"
         f"use it          export PREFECT_API_URL={stack.api_url}\n"
         "stop            make down"
     )
@@ -467,7 +612,7 @@ def down_command() -> None:
 def status_command() -> None:
     """Which components run, and whether the API answers."""
     stack = _stack()
-    for name in (SERVER, WORKER, SERVING):
+    for name in (SERVER, *_worker_components(stack), SERVING):
         pid = running_pid(stack, name)
         typer.echo(f"{name:8} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
     healthy = api_healthy(stack)

@@ -133,6 +133,11 @@ class QuantizationSettings(BaseModel):
         description="A variant passes when its ROC AUC / its fp32 parent's is at least this.",
     )
     policy: SelectionPolicy = SelectionPolicy.SMALLEST_PASSING
+    register_batch_dependent: bool = Field(
+        default=False,
+        description="Let the policy register dynamic int8, whose scores depend on the rows "
+        "batched with them: the service refuses such a model, so only for batch scoring.",
+    )
     qat_epochs: int = Field(
         default=5,
         ge=0,
@@ -296,6 +301,12 @@ class Settings(BaseSettings):
     optuna_storage: str | None = Field(
         default=None, description="Optuna RDB storage URL; SQLite under the state dir by default."
     )
+    prefect_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL database of the Prefect server `mlops stack up` starts in the "
+        "production profile (postgresql://...; served through asyncpg). Unused by flow runs "
+        "and serving; the embedded server keeps SQLite under the state dir.",
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         description="S3 endpoint (an S3-compatible server, a VPC endpoint); AWS when unset.",
@@ -342,6 +353,8 @@ class Settings(BaseSettings):
             problems.append("MLOPS_FEAST__ONLINE_STORE must be redis or postgres")
         if self.feast.registry_url and self.feast.registry_url.startswith("sqlite"):
             problems.append("MLOPS_FEAST__REGISTRY_URL must not be SQLite")
+        if self.prefect_database_url and not self.prefect_database_url.startswith("postgres"):
+            problems.append("MLOPS_PREFECT_DATABASE_URL must be a PostgreSQL URL")
         if self.admin_token.get_secret_value() == "change-me":
             problems.append("MLOPS_ADMIN_TOKEN must not be the default secret")
         if problems:
@@ -415,6 +428,17 @@ class Settings(BaseSettings):
     def resolved_optuna_storage(self) -> str:
         """Optuna storage URL; SQLite inside the state directory by default."""
         return self.optuna_storage or f"sqlite:///{self.home / 'optuna.db'}"
+
+    @property
+    def prefect_server_database_url(self) -> str | None:
+        """`prefect_database_url` with the asyncpg driver Prefect's server needs, or None."""
+        url = self.prefect_database_url
+        if not url:
+            return None
+        scheme, sep, rest = url.partition("://")
+        if sep and (scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")):
+            return f"postgresql+asyncpg://{rest}"
+        return url
 
     @property
     def resolved_tracking_uri(self) -> str:

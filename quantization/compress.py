@@ -21,7 +21,7 @@ from mlops.modeling.network import TabularModel
 from mlops.settings import QuantizationSettings
 from quantization.model import QuantizedModel, quantize
 from quantization.retention import VariantReport, evaluate_variant, passes, select_variant
-from quantization.schemes import Scheme
+from quantization.schemes import BATCH_DEPENDENT, Scheme
 
 __all__ = ["Compression", "comparison_markdown", "compress_model", "variant_summary"]
 
@@ -75,7 +75,12 @@ def compress_model(
         evaluate_variant(model, variant, holdout, spec, repeats=repeats)
         for variant in variants.values()
     )
-    chosen = select_variant(reports, settings.policy, threshold=settings.min_retention)
+    chosen = select_variant(
+        reports,
+        settings.policy,
+        threshold=settings.min_retention,
+        exclude=frozenset() if settings.register_batch_dependent else BATCH_DEPENDENT,
+    )
     seconds = time.perf_counter() - started
     logger.info(
         "compressed %s: %s chosen by %s (retention %.4f, %d bytes) in %.1f s",
@@ -133,4 +138,11 @@ def comparison_markdown(
             f"| {v.retention:.4f} | {v.accuracy_delta:+.4f} | {v.log_loss_delta:+.4f} "
             f"| {v.agreement:.4f} | {v.latency_1_ratio:.2f} | {v.latency_256_ratio:.2f} |"
         )
+    dependent = [v.scheme for v in variants if Scheme(v.scheme) in BATCH_DEPENDENT and v.passed]
+    if dependent and chosen not in dependent:
+        lines += [
+            "",
+            f"`{'`, `'.join(dependent)}`: scores depend on the rows batched together, so not "
+            "registered for serving unless `quantization.register_batch_dependent` is set.",
+        ]
     return "\n".join(lines) + "\n"

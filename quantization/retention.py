@@ -178,8 +178,12 @@ def select_variant(
     policy: SelectionPolicy | str = SelectionPolicy.SMALLEST_PASSING,
     *,
     threshold: float = DEFAULT_MIN_RETENTION,
+    exclude: frozenset[Scheme] = frozenset(),
 ) -> VariantReport:
     """The variant to register, by `policy`, among those passing the retention gate.
+
+    Schemes in `exclude` are never chosen (the pipeline excludes `BATCH_DEPENDENT` ones,
+    which the service cannot serve).
 
     The fp32 report (the parent itself) is always eligible and is the fallback, so it
     must be among `reports`. ``smallest-passing``: fewest artifact bytes;
@@ -201,7 +205,9 @@ def select_variant(
     if chosen_policy is SelectionPolicy.FP32:
         return reference
     eligible = [reference] + [
-        r for r in reports if r.scheme is not Scheme.FP32 and passes(r, threshold)
+        r
+        for r in reports
+        if r.scheme is not Scheme.FP32 and r.scheme not in exclude and passes(r, threshold)
     ]
     if chosen_policy is SelectionPolicy.FASTEST_PASSING:
         fastest = min(r.latency_1_ms for r in eligible)

@@ -48,6 +48,7 @@ from mlops.registry.client import (
 )
 from mlops.rollout.state import RolloutState, Variant, read_rollout
 from mlops.settings import Settings
+from quantization.schemes import BATCH_DEPENDENT
 from quantization.served import ServedModel, load_served_model, scheme_of
 from serving.batching import MicroBatcher
 from serving.metrics import ServingMetrics
@@ -500,7 +501,8 @@ def smoke_test(model: ServedModel, rows: Sequence[Mapping[str, Any]]) -> int:
     """Score the rows in one batch and one by one (this warms the model too).
 
     Probabilities must be finite, within [0, 1], sum to 1, and not depend on the batch
-    (micro-batching relies on it). Returns the number of rows checked.
+    (micro-batching relies on it; see `quantization.schemes.BATCH_DEPENDENT`). Returns
+    the number of rows checked.
 
     Raises:
         ModelRefused: any check fails, or scoring raises.
@@ -532,5 +534,11 @@ def smoke_test(model: ServedModel, rows: Sequence[Mapping[str, Any]]) -> int:
             max(abs(a - b) for a, b in zip(probabilities, single[i].tolist(), strict=True))
             > SMOKE_TOLERANCE
         ):
-            raise ModelRefused(f"smoke test: row {i} scores differently alone and in a batch")
+            scheme = scheme_of(model)
+            why = (
+                f": {scheme.value} scores depend on the batch, serve another variant"
+                if scheme in BATCH_DEPENDENT
+                else ""
+            )
+            raise ModelRefused(f"smoke test: row {i} scores differently alone and in a batch{why}")
     return len(rows)

@@ -4,8 +4,11 @@ One long-lived `FeatureStore` per process (building one costs ~0.3 s), asked thr
 the feature service the served model was trained against (the version's lineage tag
 `features.service`). Lookups of concurrent requests are batched into one
 `get_online_features` call (see `serving.batching`): one entity costs ~0.6 ms on SQLite,
-eight ~1.6 ms. Feast's per-field status tells an unknown entity (`NOT_FOUND` for every
-feature) from one whose values are merely null.
+eight ~1.6 ms. An unknown entity is told from one whose values are merely null by
+Feast's per-field status and event timestamp: the SQLite and PostgreSQL stores mark
+every feature of an unknown key `NOT_FOUND`, but the Redis store answers `PRESENT` with
+empty values and a zero event timestamp (feast 0.67), so a key counts as found only when
+some feature was written (a status other than `NOT_FOUND` and a real timestamp).
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ class OnlineFeatureReader:
             (name, proto.results[j]) for j, name in enumerate(names) if name != self.entity
         ]
         for i in range(len(keys)):
-            found = any(result.statuses[i] != _NOT_FOUND for _, result in feature_columns)
+            found = any(
+                result.statuses[i] != _NOT_FOUND
+                and (result.event_timestamps[i].seconds or result.event_timestamps[i].nanos)
+                for _, result in feature_columns
+            )
             out.append({name: values[name][i] for name, _ in feature_columns} if found else None)
         return out

@@ -14,6 +14,7 @@ an hour-long canary rollout).
 
 from __future__ import annotations
 
+import copy
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.localstack import LocalStack, deploy, down, ensure_pool, start_server, start_worker
+from mlops.localstack import (
+    POOL,
+    LocalStack,
+    deploy,
+    down,
+    ensure_pool,
+    start_server,
+    start_worker,
+)
 from mlops.settings import Settings
 from tests.e2e.conftest import SMALL_BUDGET
 
@@ -67,8 +76,16 @@ def free_port() -> int:
 
 
 def prefect_file_for_tests(root: Path) -> Path:
-    """`prefect.yaml` with schedules paused and only the triggers under test enabled."""
+    """`prefect.yaml` with schedules paused and only the triggers under test enabled.
+
+    Only the local pool's deployments are kept, each a deep copy: the production twins
+    share their schedules and triggers with them (YAML merge keys share the objects),
+    so editing a twin's would edit the local deployment's too.
+    """
     document = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    document["deployments"] = [
+        copy.deepcopy(d) for d in document["deployments"] if d["work_pool"]["name"] == POOL
+    ]
     for deployment in document["deployments"]:
         for schedule in deployment.get("schedules") or []:
             schedule["active"] = False
@@ -80,12 +97,15 @@ def prefect_file_for_tests(root: Path) -> Path:
 
 
 def _deployable() -> list[str]:
-    """Deployments whose entrypoint exists in this checkout."""
+    """Deployments of the local pool whose entrypoint exists in this checkout.
+
+    The production (`mlops-ecs`) twins are not deployed: this stack has no ECS worker.
+    """
     document = yaml.safe_load((REPO / "prefect.yaml").read_text())
     return [
         d["name"]
         for d in document["deployments"]
-        if (REPO / d["entrypoint"].split(":", 1)[0]).is_file()
+        if d["work_pool"]["name"] == POOL and (REPO / d["entrypoint"].split(":", 1)[0]).is_file()
     ]
 
 

@@ -5,7 +5,8 @@ the Optuna study, the Feast SQL registry (one fresh database each); Redis is the
 online store; a local S3 endpoint (moto's server mode, reached only by its URL) holds
 raw batches, validation reports, quarantine, Feast offline files, training sets and
 MLflow artifacts. The code is configured by `MLOPS_*` settings alone: nothing in it
-knows the endpoint is not AWS.
+knows the endpoint is not AWS. After the run, the prediction service (in this process,
+on the same settings) answers by entity key with the features held in Redis.
 """
 
 from __future__ import annotations
@@ -386,6 +387,103 @@ def test_a_file_in_the_bucket_is_scored_in_partitions_on_dask(production: Produc
     )
     assert scored["transaction_id"].tolist() == frame["transaction_id"].tolist()
     assert np.allclose(scored[["p_0", "p_1"]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_service_answers_by_entity_key_from_redis(
+    production: ProductionRun, redis_client: redis.Redis
+) -> None:
+    from mlops.registry.client import CHAMPION, registry_client
+    from tests.serving_support import ServerThread, wait_ready
+
+    settings = production.settings
+    assert settings.feast.online_store == "redis"
+    champion = registry_client(settings).get_model_version_by_alias("card_fraud", CHAMPION)
+    assert production.result.model is not None
+    assert str(champion.version) == production.result.model.version
+    batch = pd.read_parquet(production.data_dir / "baseline.parquet", columns=["card_id"])
+    keys: list[str] = batch["card_id"].drop_duplicates().head(3).tolist()
+
+    with (
+        ServerThread(settings) as service,
+        httpx.Client(base_url=service.url, timeout=60) as client,
+    ):
+        wait_ready(service.url, timeout_s=120)
+        info = client.get("/v1/models").json()
+        assert info["online_features"]["entity"] == "card_id"
+        answer = client.post("/v1/predict", json={"entities": [{"card_id": k} for k in keys]})
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert [p["entity"] for p in predictions] == keys
+        assert {(p["variant"], p["model_version"]) for p in predictions} == {
+            ("champion", str(champion.version))
+        }
+        for p in predictions:
+            assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+        # The features it used are what Redis holds: the same row sent as an instance
+        # gets the same answer.
+        service_name = info["online_features"]["feature_service"]
+        key, held = _redis_features(settings, redis_client, service_name, keys[0])
+        row = {f["name"]: held[f["name"]] for f in info["input_schema"]["features"]}
+        direct = client.post("/v1/predict", json={"instances": [row]})
+        assert direct.status_code == 200, direct.text
+        assert direct.json()["predictions"][0]["probabilities"] == pytest.approx(
+            predictions[0]["probabilities"], abs=1e-6
+        )
+
+        # Read at request time: without its Redis hash the entity is unknown at once.
+        saved = redis_client.dump(key)
+        assert saved is not None
+        redis_client.delete(key)
+        try:
+            gone = client.post("/v1/predict", json={"entities": [{"card_id": keys[0]}]})
+        finally:
+            redis_client.restore(key, 0, saved)
+        assert gone.status_code == 404, gone.text
+        assert gone.json()["error"]["code"] == "unknown_entity"
+
+        # A key never materialized: 404 naming the entity (documented in serving/app.py).
+        unknown = client.post(
+            "/v1/predict",
+            json={"entities": [{"card_id": keys[1]}, {"card_id": "card_never_seen"}]},
+        )
+        assert unknown.status_code == 404, unknown.text
+        error = unknown.json()["error"]
+        assert (error["code"], error["field"]) == ("unknown_entity", "entities[1].card_id")
+        again = client.post("/v1/predict", json={"entities": [{"card_id": keys[0]}]})
+        assert again.status_code == 200, again.text
+
+
+def _redis_features(
+    settings: Settings, client: redis.Redis, service_name: str, entity: str
+) -> tuple[bytes, dict[str, object]]:
+    """The Redis key of an entity and its feature values, decoded from the hash itself
+    (Feast's key and field encoding, not its online read path)."""
+    from feast.infra.online_stores.helpers import _mmh3, _redis_key
+    from feast.infra.online_stores.redis import _versioned_fv_name
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    from mlops.features.store import feature_store
+
+    store = feature_store(settings)
+    entity_key = EntityKey(join_keys=["card_id"], entity_values=[Value(string_val=entity)])
+    key = _redis_key(
+        settings.feast.project, entity_key, store.config.entity_key_serialization_version
+    )
+    stored = client.hgetall(key)
+    assert stored, f"no Redis hash for {entity}"
+    values: dict[str, object] = {}
+    for projection in store.get_feature_service(service_name).feature_view_projections:
+        view = _versioned_fv_name(store.get_feature_view(projection.name), store.config)
+        for feature in projection.features:
+            value = Value()
+            value.ParseFromString(stored[_mmh3(f"{view}:{feature.name}")])
+            decoded = feast_value_type_to_python_type(value)
+            is_number = isinstance(decoded, int | float) and not isinstance(decoded, bool)
+            values[feature.name] = float(decoded) if is_number else decoded
+    return key, values
 
 
 def test_nothing_is_written_under_the_state_dir_but_the_cache(production: ProductionRun) -> None:

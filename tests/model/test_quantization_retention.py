@@ -27,6 +27,8 @@ from mlops.modeling import TabularModel, TrainConfig, as_training_frame, fit, sp
 from mlops.settings import QuantizationSettings
 from mlops.synthetic import Scenario, generate
 from quantization import Scheme, VariantReport, evaluate_variant, passes, quantize
+from quantization.schemes import BATCH_DEPENDENT
+from serving.loader import ModelRefused, reference_rows, smoke_test
 
 pytestmark = pytest.mark.model
 
@@ -102,3 +104,20 @@ def test_ternary_fine_tuning_keeps_clearly_more_than_post_training_rounding(
     assert fine_tuned.agreement > post_training.agreement
     # 2 bits per weight plus fp32 biases: the Linear layers at ~1/16 of their fp32 bytes.
     assert fine_tuned.linear_bytes_ratio < 0.08
+
+
+@pytest.mark.parametrize("scheme", list(Scheme))
+def test_the_service_loads_every_variant_the_pipeline_may_register(
+    trained: Trained, scheme: Scheme, tmp_path: Path
+) -> None:
+    """The serving smoke test (batch-independent scores) accepts every registrable scheme
+    and refuses dynamic int8, whose scores move with the rows batched alongside."""
+    variant = quantize(trained.model, scheme, trained.train, spec=SPEC)
+    columns = list(variant.schema.columns)
+    rows = trained.holdout[columns].head(64).astype(object).to_dict("records")
+    rows += reference_rows(tmp_path, variant)  # the all-null and unseen-category rows
+    if scheme in BATCH_DEPENDENT:
+        with pytest.raises(ModelRefused, match="scores depend on the batch"):
+            smoke_test(variant, rows)
+    else:
+        assert smoke_test(variant, rows) == len(rows)

@@ -1,5 +1,8 @@
 """`prefect.yaml` against the code: event names, entrypoints, pools and templated triggers.
 
+Each deployment exists twice: on the local `process` pool (`make up`) and, named
+`<purpose>-ecs`, on the production `ecs` pool with the image's working directory.
+
 Trigger parameters are rendered with Prefect's own server-side code path (the one a
 `run-deployment` action takes), then validated by the flow's parameter model: a typo
 in a template or a payload key shows up here, not as a trigger that silently starts
@@ -28,6 +31,9 @@ from mlops.events import DRIFT_DETECTED, MODEL_REGISTERED, model_resource_id
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in DOCUMENT["deployments"]}
+LOCAL_POOL, ECS_POOL, ECS_SUFFIX = "mlops-local", "mlops-ecs", "-ecs"
+LOCAL = {n: d for n, d in DEPLOYMENTS.items() if d["work_pool"]["name"] == LOCAL_POOL}
+ECS = {n: d for n, d in DEPLOYMENTS.items() if d["work_pool"]["name"] == ECS_POOL}
 EVENT_NAMES = {
     value
     for name, value in vars(mlops.events).items()
@@ -72,25 +78,71 @@ def trigger(deployment: str) -> dict[str, Any]:
 
 
 def test_the_deployments_of_the_loop_are_all_there() -> None:
-    names = {f"{load_flow(d['entrypoint']).name}/{d['name']}" for d in DOCUMENT["deployments"]}
+    names = {f"{load_flow(d['entrypoint']).name}/{d['name']}" for d in LOCAL.values()}
     assert names == {
         "training-pipeline/manual",
         "training-pipeline/scheduled",
         "training-pipeline/on-drift",
         "drift-monitor/hourly",
         "canary-rollout/on-registered",
+        "batch-scoring/on-demand",
     }
+    assert set(LOCAL) | set(ECS) == set(DEPLOYMENTS), "every deployment is on one of the pools"
+    assert len(DEPLOYMENTS) == len(DOCUMENT["deployments"]), "deployment names are unique"
 
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
-def test_each_deployment_runs_a_flow_on_the_local_process_pool(name: str) -> None:
+def test_each_deployment_runs_a_flow_with_valid_parameters(name: str) -> None:
     deployment = DEPLOYMENTS[name]
     flow = load_flow(deployment["entrypoint"])
-    assert deployment["work_pool"]["name"] == "mlops-local"
     assert deployment.get("description"), "people read it in the UI"
     # Parameters given in the YAML are valid for the flow (pydantic models: a UI form).
     if deployment.get("parameters"):
         flow.validate_parameters(deployment["parameters"])
+
+
+def test_flow_parameters_are_one_pydantic_model_so_the_ui_renders_a_form() -> None:
+    for deployment in LOCAL.values():
+        flow = load_flow(deployment["entrypoint"])
+        schema = flow.parameters.model_dump()
+        assert list(schema["properties"]) == ["params"], deployment["name"]
+        assert "$ref" in str(schema["properties"]["params"]), deployment["name"]
+
+
+def test_the_local_pool_works_in_the_checkout_the_worker_runs_in() -> None:
+    [step] = DOCUMENT["pull"]
+    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ $PWD }}"
+    for deployment in LOCAL.values():
+        assert "pull" not in deployment, "the local deployments use the top-level pull step"
+        assert deployment["work_pool"]["work_queue_name"] == "default"
+
+
+def test_each_local_deployment_has_an_ecs_twin_working_in_the_image() -> None:
+    pools = DOCUMENT["definitions"]["work_pools"]
+    assert pools["ecs"]["name"] == ECS_POOL
+    assert "image" not in (pools["ecs"].get("job_variables") or {}), "image: the task def's"
+    assert set(ECS) == {name + ECS_SUFFIX for name in LOCAL}
+    for name, local in LOCAL.items():
+        twin = ECS[name + ECS_SUFFIX]
+        assert twin["pull"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/mlops"}}
+        ]
+        assert twin["work_pool"] == {"name": ECS_POOL, "work_queue_name": "default"} | {
+            "job_variables": {}
+        }
+        # Everything else is the local deployment's: same flow, parameters, triggers.
+        strip = {"name", "work_pool", "pull"}
+        assert {k: v for k, v in twin.items() if k not in strip} == {
+            k: v for k, v in local.items() if k not in strip
+        }
+
+
+def test_batch_scoring_is_started_from_a_form() -> None:
+    deployment = DEPLOYMENTS["on-demand"]
+    flow = load_flow(deployment["entrypoint"])
+    assert flow.name == "batch-scoring" and "parameters" not in deployment
+    params = flow.validate_parameters({"params": {"data": "s3://bucket/inbox/x.parquet"}})
+    assert params["params"].alias == "champion"
 
 
 def test_triggers_use_the_event_names_of_mlops_events() -> None:

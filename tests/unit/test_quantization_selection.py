@@ -138,3 +138,10 @@ def test_settings_carry_the_gate_and_policy(monkeypatch: pytest.MonkeyPatch) -> 
 
     assert settings.quantization.policy is SelectionPolicy.FASTEST_PASSING
     assert settings.quantization.qat_epochs == 0
+
+
+def test_excluded_schemes_are_never_chosen() -> None:
+    assert select_variant([FP32, INT8, FP16], exclude=frozenset({Scheme.INT8})).scheme is (
+        Scheme.FP16
+    )
+    assert select_variant([FP32, INT8], exclude=frozenset({Scheme.INT8})) is FP32
