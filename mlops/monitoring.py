@@ -24,6 +24,7 @@ from mlops.drift import (
     measure_performance,
 )
 from mlops.errors import ConfigError, SourceError
+from mlops.labels import latest_labels
 from mlops.modeling import split_time_ordered
 from mlops.settings import Settings
 from mlops.sources import read_frame
@@ -106,12 +107,10 @@ def labelled_window(
     if predictions.empty:
         return pd.DataFrame(columns=[*schema.columns, SCORE, LABEL])
     answered = predictions[~predictions["shadow"].astype(bool)]
-    labels = feedback.set_index("prediction_id")["label"] if len(feedback) else pd.Series()
+    labels = latest_labels(feedback)
     window = answered[[c for c in schema.columns if c in answered.columns]].copy()
     window[SCORE] = answered[SCORE].astype(float)
-    window[LABEL] = pd.to_numeric(
-        answered["prediction_id"].map(labels).map(_label_value), errors="coerce"
-    )
+    window[LABEL] = answered["prediction_id"].astype(str).map(labels).astype(float)
     return window.reset_index(drop=True)
 
 
@@ -171,15 +170,3 @@ def _with_score(model: ServedModel, frame: pd.DataFrame, spec: DatasetSpec) -> p
     scored[SCORE] = model.predict_proba(frame)[:, positive]
     scored[LABEL] = model.labels.encode(frame[spec.label])
     return scored
-
-
-def _label_value(label: object) -> float | None:
-    """Labels arrive as text ("1", "0", "true"): the positive class is 1."""
-    if label is None or (isinstance(label, float) and pd.isna(label)):
-        return None
-    text = str(label).strip().lower()
-    if text in ("1", "1.0", "true"):
-        return 1.0
-    if text in ("0", "0.0", "false"):
-        return 0.0
-    return None

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from mlops.labels import latest_labels
 from mlops.rollout.sequential import MetricEvidence, Moments, log_loss
 from mlops.rollout.state import RolloutState, Variant
 
@@ -145,7 +146,7 @@ def compute_evidence(
     chall_stage = chall[chall["ts"] >= stage_start] if stage_start is not None else chall
     champ_stage = champ[champ["ts"] >= stage_start] if stage_start is not None else champ
 
-    labels = _labels(feedback, positive_label)
+    labels = latest_labels(feedback, positive_label)
     losses, labelled_chall, labelled_champ = _losses(chall, champ, labels)
     champ_stage_p99 = _p99(champ_stage)
     reference = champ_stage_p99 if champ_stage_p99 is not None else _p99(champ)
@@ -199,32 +200,6 @@ def _timestamp(moment: datetime | None) -> pd.Timestamp | None:
         return None
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _labels(feedback: pd.DataFrame, positive_label: str) -> pd.Series:
-    """The latest label of each prediction id, as 1.0 (positive) or 0.0."""
-    if feedback.empty or "label" not in feedback.columns:
-        return pd.Series(dtype=np.float64)
-    ordered = feedback.dropna(subset=["label"])
-    if "ts" in ordered.columns:
-        ordered = ordered.assign(ts=pd.to_datetime(ordered["ts"], utc=True)).sort_values(
-            "ts", kind="stable"
-        )
-    latest = ordered.drop_duplicates("prediction_id", keep="last")
-    positive = _normalise_label(positive_label)
-    values = [float(_normalise_label(label) == positive) for label in latest["label"]]
-    return pd.Series(values, index=latest["prediction_id"].astype(str).to_numpy(), dtype=float)
-
-
-def _normalise_label(label: object) -> str:
-    text = str(label).strip().lower()
-    if text in ("true", "false"):
-        return "1" if text == "true" else "0"
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return str(int(number)) if number.is_integer() else text
 
 
 def _losses(
