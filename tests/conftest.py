@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -44,22 +45,32 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "state", _env_file=None)  # type: ignore[call-arg]
 
 
-@pytest.fixture
-def postgres_url(run_id: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"mlops_test_{run_id}"
+@contextmanager
+def fresh_databases(*roles: str) -> Iterator[dict[str, str]]:
+    """One fresh PostgreSQL database per role (`mlops_test_<tag>_<role>`), dropped after."""
+    tag = uuid.uuid4().hex[:10]
     try:
         admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         _unavailable("PostgreSQL", exc)
+    names = {role: f"mlops_test_{tag}_{role}" for role in roles}
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        for name in names.values():
+            admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield {role: f"{base}/{name}" for role, name in names.items()}
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names.values():
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    with fresh_databases("db") as urls:
+        yield urls["db"]
 
 
 @pytest.fixture

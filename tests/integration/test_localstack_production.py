@@ -23,7 +23,7 @@ import yaml
 
 from mlops.localstack import LocalStack, down, running_pid, worker_names
 from mlops.settings import Settings
-from tests.conftest import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, _unavailable
+from tests.conftest import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, fresh_databases
 from tests.e2e.prefect_stack import REPO, free_port
 from tests.unit.tuning_support import psycopg_url
 
@@ -35,22 +35,8 @@ S3_ENDPOINT = "http://127.0.0.1:9"  # never reached: nothing runs a flow here
 @pytest.fixture(scope="module")
 def databases() -> Iterator[dict[str, str]]:
     """Fresh databases: the Prefect server's, and one for the app's settings."""
-    tag = uuid.uuid4().hex[:10]
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", exc)
-    names = {role: f"mlops_test_{tag}_{role}" for role in ("prefect", "app")}
-    with admin:
-        for name in names.values():
-            admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield {role: f"{base}/{name}" for role, name in names.items()}
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            for name in names.values():
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_databases("prefect", "app") as urls:
+        yield urls
 
 
 def production_env(home: Path, databases: dict[str, str], **extra: str) -> dict[str, str]:

@@ -44,7 +44,7 @@ from mlops.errors import DataValidationError
 from mlops.settings import Settings
 from mlops.synthetic import Defect, Scenario, generate, write_batch
 from mlops.tracking.plots import OPTIMIZATION_HISTORY
-from tests.conftest import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, _unavailable
+from tests.conftest import REDIS_HOST, REDIS_PORT, _unavailable, fresh_databases
 from tests.e2e.conftest import mlops_env
 from tests.unit.tuning_support import psycopg_url
 
@@ -98,22 +98,8 @@ def aws_env() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def databases() -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database per role (MLflow and Optuna both keep alembic tables)."""
-    tag = uuid.uuid4().hex[:10]
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", exc)
-    names = {role: f"mlops_test_{tag}_{role}" for role in ROLES}
-    with admin:
-        for name in names.values():
-            admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield {role: f"{base}/{name}" for role, name in names.items()}
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            for name in names.values():
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_databases(*ROLES) as urls:
+        yield urls
 
 
 @pytest.fixture(scope="module")
