@@ -2,8 +2,14 @@
 
 Modules:
 
-- `app`: `create_app(settings)`, the endpoints, and the lean `POST /v1/predict` path
-  (hand-written ASGI handler, orjson, no pandas);
+- `app`: `create_app(settings)`: the FastAPI app, its endpoints, error handlers and
+  OpenAPI document;
+- `service`: `PredictionService`, behind every endpoint: life cycle, feedback, rollout
+  changes, and the lean `POST /v1/predict` path (hand-written ASGI handler, orjson, no
+  pandas);
+- `asgi`: the raw ASGI helpers of that path (`Answer`, body reading, sending);
+- `entity_lookup`: entity keys to feature rows (the online reader and its batcher);
+- `recording`: metrics and prediction-log records of answered requests, shadow scoring;
 - `schemas`: request validation (4xx naming the field), the error format, the
   documented JSON shapes;
 - `loader`: model slots (champion, challenger) in an immutable snapshot, registry
