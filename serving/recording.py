@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from serving.loader import LoadedModel
@@ -83,6 +84,9 @@ class PredictionRecorder:
         log = self.log
         if log is None:
             return
+        record = partial(
+            PredictionRecord, request_id=request_id, model_name=name, latency_ms=latency_ms, ts=now
+        )
         records: list[PredictionRecord] = []
         for i, row in enumerate(rows):
             model = answered_by[i]
@@ -90,10 +94,8 @@ class PredictionRecorder:
             entity = None if key is None else str(key)
             if i in failures and challenger is not None:
                 records.append(
-                    PredictionRecord(
+                    record(
                         prediction_id=f"{request_id}-{i}-failed",
-                        request_id=request_id,
-                        model_name=name,
                         model_version=challenger.version,
                         variant="challenger",
                         shadow=False,
@@ -101,17 +103,13 @@ class PredictionRecorder:
                         features=row,
                         probabilities=(),
                         prediction="",
-                        latency_ms=latency_ms,
                         status="error",
                         error=failures[i],
-                        ts=now,
                     )
                 )
             records.append(
-                PredictionRecord(
+                record(
                     prediction_id=f"{request_id}-{i}",
-                    request_id=request_id,
-                    model_name=name,
                     model_version=model.version,
                     variant="champion" if model is champion else "challenger",
                     shadow=False,
@@ -119,10 +117,8 @@ class PredictionRecorder:
                     features=row,
                     probabilities=tuple(probabilities[i]),
                     prediction=str(labels[i]),
-                    latency_ms=latency_ms,
                     status="ok",
                     error=None,
-                    ts=now,
                 )
             )
         try:
@@ -169,27 +165,29 @@ class PredictionRecorder:
             metrics.error("shadow_error", len(mirrored))
         latency_ms = (time.perf_counter() - started) * 1000.0
         metrics.shadow_rows.inc(len(mirrored))
-        now = datetime.now(UTC)
+        record = partial(
+            PredictionRecord,
+            request_id=request_id,
+            model_name=name,
+            model_version=challenger.version,
+            variant="challenger",
+            shadow=True,
+            latency_ms=latency_ms,
+            status=status,
+            error=error,
+            ts=datetime.now(UTC),
+        )
         records = []
         for i, p in zip(mirrored, scored, strict=True):
             key = keys[i]
             best = max(range(len(p)), key=p.__getitem__) if p else None
             records.append(
-                PredictionRecord(
+                record(
                     prediction_id=f"{request_id}-{i}-shadow",
-                    request_id=request_id,
-                    model_name=name,
-                    model_version=challenger.version,
-                    variant="challenger",
-                    shadow=True,
                     entity=None if key is None else str(key),
                     features=rows[i],
                     probabilities=tuple(p),
                     prediction="" if best is None else str(challenger.classes[best]),
-                    latency_ms=latency_ms,
-                    status=status,
-                    error=error,
-                    ts=now,
                 )
             )
         if self.log is not None:
