@@ -23,16 +23,18 @@ the same stack on a free port through `LocalStack`.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -364,6 +366,48 @@ def deployments_in(stack: LocalStack) -> list[tuple[str, str]]:
         for d in document.get("deployments") or []
         if (d.get("work_pool") or {}).get("name") in (None, stack.pool)
     ]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def quiet_prefect_file(
+    repo: Path,
+    path: Path,
+    *,
+    triggers: Collection[str] | None = None,
+    adjust: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Write `prefect.yaml`'s local deployments with their schedules off, for a driven stack.
+
+    Tests and scenarios drive the clock themselves: a cron tick must not start runs
+    under them. Only the local pool's deployments are kept, each a deep copy (the
+    production twins share schedules and triggers with them through YAML merge keys).
+
+    Args:
+        repo: the checkout holding `prefect.yaml`.
+        path: where the copy goes.
+        triggers: deployments whose triggers stay enabled (None: all of them).
+        adjust: called with each kept deployment, to edit it in place.
+    """
+    document = yaml.safe_load((repo / "prefect.yaml").read_text())
+    document["deployments"] = [
+        copy.deepcopy(d) for d in document["deployments"] if d["work_pool"]["name"] == POOL
+    ]
+    for deployment in document["deployments"]:
+        for schedule in deployment.get("schedules") or []:
+            schedule["active"] = False
+        for trigger in deployment.get("triggers") or []:
+            trigger["enabled"] = triggers is None or deployment["name"] in triggers
+        if adjust is not None:
+            adjust(deployment)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
 
 
 def deploy(stack: LocalStack, names: Sequence[str] | None = None) -> list[str]:

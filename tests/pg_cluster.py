@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 
+from mlops.localstack import free_port
+
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVICE_USER = "postgres"
 _READY_TIMEOUT_S = 30.0
@@ -31,13 +32,6 @@ _READY_TIMEOUT_S = 30.0
 
 class ClusterUnavailable(RuntimeError):
     """The private cluster could not be created or started; the message says why."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrivateCluster:
@@ -70,7 +64,7 @@ class PrivateCluster:
         root = Path(tempfile.mkdtemp(prefix="mlops-pgcluster-"))
         if run_as is not None:
             os.chown(root, user.pw_uid, user.pw_gid)
-        cluster = cls(root, _free_port(), run_as)
+        cluster = cls(root, free_port(), run_as)
         try:
             cluster._initdb()
             for attempt in range(attempts):
@@ -80,7 +74,7 @@ class PrivateCluster:
                 except ClusterUnavailable:
                     if attempt == attempts - 1:
                         raise
-                    cluster.port = _free_port()  # the port was taken meanwhile
+                    cluster.port = free_port()  # the port was taken meanwhile
         except BaseException:
             cluster.destroy()
             raise

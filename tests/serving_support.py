@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import pytest
 from mlops import synthetic
 from mlops.contracts import ModelVersionRef
 from mlops.dataset_spec import DatasetSpec, FeatureSchema, load_spec
+from mlops.localstack import free_port
 from mlops.modeling import (
     ModelArtifact,
     TabularModel,
@@ -177,14 +177,6 @@ def materialize(settings: Settings, models: SmallModels) -> None:
 
 
 # --- running the service ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_ready(url: str, timeout_s: float = 60.0, path: str = "/readyz") -> None:

@@ -14,8 +14,6 @@ an hour-long canary rollout).
 
 from __future__ import annotations
 
-import copy
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +26,8 @@ from mlops.localstack import (
     deploy,
     down,
     ensure_pool,
+    free_port,
+    quiet_prefect_file,
     start_server,
     start_worker,
 )
@@ -65,35 +65,6 @@ class PrefectStack:
     def settings(self) -> Settings:
         """Settings pointing at the flow runs' state dir (ledger, landing folder, registry)."""
         return Settings(home=self.mlops_home, _env_file=None)  # type: ignore[call-arg]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def prefect_file_for_tests(root: Path) -> Path:
-    """`prefect.yaml` with schedules paused and only the triggers under test enabled.
-
-    Only the local pool's deployments are kept, each a deep copy: the production twins
-    share their schedules and triggers with them (YAML merge keys share the objects),
-    so editing a twin's would edit the local deployment's too.
-    """
-    document = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    document["deployments"] = [
-        copy.deepcopy(d) for d in document["deployments"] if d["work_pool"]["name"] == POOL
-    ]
-    for deployment in document["deployments"]:
-        for schedule in deployment.get("schedules") or []:
-            schedule["active"] = False
-        for trigger in deployment.get("triggers") or []:
-            trigger["enabled"] = deployment["name"] in TRIGGERS_UNDER_TEST
-    path = root / "prefect.test.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
 
 
 def _deployable() -> list[str]:
@@ -136,7 +107,9 @@ def start_stack(root: Path, config: pytest.Config) -> PrefectStack:
         prefect_home=root / "prefect",
         port=free_port(),
         worker_query_seconds=1.0,
-        prefect_file=str(prefect_file_for_tests(root)),
+        prefect_file=str(
+            quiet_prefect_file(REPO, root / "prefect.test.yaml", triggers=TRIGGERS_UNDER_TEST)
+        ),
         env={**WORKER_ENV, "MLOPS_HOME": str(mlops_home)},
     )
     config.add_cleanup(lambda: down(stack))

@@ -27,8 +27,8 @@ import pytest
 import yaml
 from prefect import flow
 
-from mlops.localstack import LocalStack, down, running_pid, up, worker_names
-from tests.e2e.prefect_stack import REPO, free_port
+from mlops.localstack import LocalStack, down, free_port, running_pid, up, worker_names
+from tests.e2e.prefect_stack import REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -21,10 +21,10 @@ import psycopg
 import pytest
 import yaml
 
-from mlops.localstack import LocalStack, down, running_pid, worker_names
+from mlops.localstack import LocalStack, down, free_port, running_pid, worker_names
 from mlops.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, fresh_databases
-from tests.e2e.prefect_stack import REPO, free_port
+from tests.e2e.prefect_stack import REPO
 from tests.unit.tuning_support import psycopg_url
 
 pytestmark = pytest.mark.integration

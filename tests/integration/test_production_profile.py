@@ -41,6 +41,7 @@ from flows.training import (
     run_training_pipeline,
 )
 from mlops.errors import DataValidationError
+from mlops.localstack import free_port
 from mlops.settings import Settings
 from mlops.synthetic import Defect, Scenario, generate, write_batch
 from mlops.tracking.plots import OPTIMIZATION_HISTORY
@@ -121,7 +122,7 @@ def prefect_on_postgres(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -506,12 +507,3 @@ def _wait_for(check, timeout: float, what: str, alive=lambda: True) -> None:  # 
             break
         time.sleep(0.2)
     pytest.fail(f"{what} did not become ready within {timeout:.0f} s")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
