@@ -4,7 +4,9 @@ On a schedule it reads the last window of the prediction log (and the labels tha
 have arrived), compares it with the champion's training reference, shows the verdict
 as a table in the run, and when features, scores or quality drift it writes the full
 Evidently report to the champion's MLflow run and emits `mlops.drift.detected`, whose
-trigger starts the retraining deployment.
+trigger starts the retraining deployment. While a retraining of the model runs, its
+cooldown holds or a rollout is in progress, the alarm is recorded in the retraining
+ledger instead (see `mlops.retraining.hold_alarm`): no event, no refused flow run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mlops.settings import get_settings
 from mlops.validation import load_profile
 from tasks.drift import (
     compute_drift_task,
+    hold_alarm_task,
     load_reference_task,
     publish_report_task,
     raise_alarm_task,
@@ -57,14 +60,19 @@ class DriftMonitorResult(BaseModel):
     drift_share: float
     drifted_features: tuple[str, ...]
     alarm: bool
+    """The window drifted (whether or not the event was emitted)."""
     payload: dict[str, object] | None = None
+    """The emitted event's payload; None when no event was emitted."""
+    held: str | None = None
+    """Why the alarm was recorded in the retraining ledger instead of emitted."""
 
 
 @flow(name="drift-monitor")
 def drift_monitor(
     params: DriftMonitorParams = DriftMonitorParams(),  # noqa: B008 - immutable default
 ) -> DriftMonitorResult:
-    """Judge the last window of traffic; emit `mlops.drift.detected` when it drifted."""
+    """Judge the last window of traffic; emit `mlops.drift.detected` when it drifted,
+    unless the retraining ledger says no retraining could start now."""
     settings = get_settings()
     spec = load_spec(Path(params.dataset_config))
     profile = load_profile(spec, settings)
@@ -74,11 +82,12 @@ def drift_monitor(
     end = params.end or datetime.now(UTC)
     start = end - timedelta(minutes=params.window_minutes)
     champion, reference = load_reference_task(params.model_name, spec, schema)
-    window = read_window_task(params.model_name, schema, start, end)
+    window = read_window_task(champion, schema, start, end)
     report = compute_drift_task(reference, window)
     alarm = report.status is not DriftStatus.INSUFFICIENT_DATA and report.drift_detected
     payload = None
-    if alarm:
+    held = hold_alarm_task(champion, report, start, end) if alarm else None
+    if alarm and held is None:
         link = (
             publish_report_task(champion, spec, schema, window, end) if params.html_report else None
         )
@@ -92,4 +101,5 @@ def drift_monitor(
         drifted_features=report.drifted_columns,
         alarm=alarm,
         payload=payload,
+        held=None if held is None else held.reason,
     )

@@ -28,7 +28,7 @@ from mlops.contracts import (
     ValidationReport,
 )
 from mlops.dataset_spec import DatasetSpec, load_spec
-from mlops.retraining import GuardDecision, RetrainRequest, RunStatus
+from mlops.retraining import GuardDecision, RetrainRequest, RetrainWindow, RunStatus
 from mlops.settings import RowPolicy, get_settings
 
 
@@ -136,7 +136,7 @@ def training_pipeline(
         return Completed(message=f"{held.status.value}: {held.reason}", data=held)
     assert plan.batch is not None
     try:
-        result = _run_stages(params, spec.with_source_path(Path(plan.batch)))
+        result = _run_stages(params, spec.with_source_path(Path(plan.batch)), plan.window)
     except Exception as exc:
         record_retrain_outcome_task(plan.decision.key, RunStatus.FAILED, repr(exc))
         raise
@@ -150,9 +150,14 @@ def training_pipeline(
 
 
 def _run_stages(
-    params: TrainingPipelineParams, spec: DatasetSpec
+    params: TrainingPipelineParams, spec: DatasetSpec, window: RetrainWindow | None = None
 ) -> TrainingPipelineResult | State:
-    """The stages of the pipeline on the batch `spec` reads (inside the flow run)."""
+    """The stages of the pipeline on the batch `spec` reads (inside the flow run).
+
+    A retraining learns from its window only (`window`): the feature store holds every
+    batch ever ingested, and after a concept shift the rows from before it teach the
+    patterns that stopped being true. Without a window the training set is all of it.
+    """
     from flows.tuning import trial_runner, tune_model
     from mlops.lineage import lineage_tags
     from mlops.tracking import start_parent_run
@@ -172,7 +177,13 @@ def _run_stages(
     report: ValidationReport = validated.result()
     schema = profile.feature_schema
     features = materialize_features_task(spec, schema, report)
-    training_set = build_training_set_task(spec, schema, features)
+    training_set = build_training_set_task(
+        spec,
+        schema,
+        features,
+        start=None if window is None else window.start,
+        end=None if window is None else window.end,
+    )
     done = {
         "batch": batch,
         "validation": report,

@@ -19,6 +19,7 @@ import typer
 from mlops.canary_cli import canary_app
 from mlops.errors import PipelineError
 from mlops.localstack import localstack_app
+from mlops.scenario.cli import scenario_app
 from mlops.settings import RowPolicy, Settings, get_settings
 from serving.cli import serve_app
 
@@ -35,6 +36,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(canary_app, name="canary")
 app.add_typer(localstack_app, name="stack")
+app.add_typer(scenario_app, name="scenario")
 app.add_typer(serve_app)
 
 

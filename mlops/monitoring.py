@@ -97,16 +97,22 @@ def build_reference_frame(
 
 
 def labelled_window(
-    predictions: pd.DataFrame, feedback: pd.DataFrame, schema: FeatureSchema
+    predictions: pd.DataFrame, feedback: pd.DataFrame, schema: FeatureSchema, version: str
 ) -> pd.DataFrame:
-    """Answered predictions with their features, score and (when it arrived) label.
+    """The champion's answered predictions with their features, score and (when it
+    arrived) label.
 
-    Shadow rows are the challenger scoring mirrored traffic: not what users saw, so
-    they are left out. A prediction without a label keeps a missing label.
+    Only what `version` answered users counts: shadow rows (a challenger scoring
+    mirrored traffic), a challenger's canary share and a replaced champion's last
+    answers are judged by the canary, not against this champion's reference; mixed
+    in, they would read as drift of scores and quality right after a promotion. A
+    prediction without a label keeps a missing label.
     """
     if predictions.empty:
         return pd.DataFrame(columns=[*schema.columns, SCORE, LABEL])
-    answered = predictions[~predictions["shadow"].astype(bool)]
+    answered = predictions[
+        ~predictions["shadow"].astype(bool) & (predictions["model_version"].astype(str) == version)
+    ]
     labels = latest_labels(feedback)
     window = answered[[c for c in schema.columns if c in answered.columns]].copy()
     window[SCORE] = answered[SCORE].astype(float)

@@ -205,6 +205,12 @@ class RolloutSettings(BaseModel):
     max_p99_latency_ratio: float = Field(
         default=2.0, gt=0.0, description="Challenger p99 / champion p99 that rolls back."
     )
+    min_p99_latency_increase_ms: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="...when the challenger's p99 is also this much slower: a p99 of a few "
+        "ms doubles by chance on a busy host, and users do not feel 3 ms.",
+    )
 
 
 class RetrainingSettings(BaseModel):
@@ -223,6 +229,12 @@ class RetrainingSettings(BaseModel):
     )
     window_days: float = Field(
         default=14.0, gt=0.0, description="How far back the retraining data reaches."
+    )
+    max_run_s: float = Field(
+        default=4 * 3600.0,
+        gt=0.0,
+        description="A retraining the ledger says is running for longer is taken as dead "
+        "(its worker was killed): it no longer holds drift alarms back.",
     )
 
 

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
 from mlops.dataset_spec import DatasetSpec, FeatureSchema
@@ -32,6 +43,8 @@ from mlops.monitoring import (
     training_set_path,
 )
 from mlops.registry.client import CHAMPION, download_artifact, registry_client, version_by_alias
+from mlops.retraining import GuardDecision, RetrainRequest, RetrainTrigger, hold_alarm
+from mlops.rollout.state import read_rollout
 from mlops.settings import get_settings
 from quantization.served import load_served_model
 from serving.prediction_log import read_feedback, read_predictions
@@ -84,18 +97,19 @@ def load_reference_task(
 
 @task(name="read-traffic-window")
 def read_window_task(
-    model_name: str, schema: FeatureSchema, start: datetime, end: datetime
+    champion: Champion, schema: FeatureSchema, start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """Answered predictions in [start, end) with the labels that have arrived for them."""
+    """The champion's answers in [start, end) with the labels that have arrived for them."""
     settings = get_settings()
-    predictions = read_predictions(settings, model_name=model_name, since=start, until=end)
+    predictions = read_predictions(settings, model_name=champion.name, since=start, until=end)
     feedback = read_feedback(settings, since=start)
-    window = labelled_window(predictions, feedback, schema)
+    window = labelled_window(predictions, feedback, schema, champion.version)
     get_run_logger().info(
-        "window %s .. %s: %d answered predictions, %d labelled",
+        "window %s .. %s: %d predictions answered by v%s, %d labelled",
         start.isoformat(timespec="seconds"),
         end.isoformat(timespec="seconds"),
         len(window),
+        champion.version,
         int(window["label"].notna().sum()) if len(window) else 0,
     )
     return window
@@ -145,6 +159,82 @@ def publish_report_task(
         description="Full Evidently drift report, on the champion's MLflow run",
     )
     return link
+
+
+@task(name="hold-drift-alarm", retries=2, retry_delay_seconds=[2, 10])
+def hold_alarm_task(
+    champion: Champion, report: DriftReport, start: datetime, end: datetime
+) -> GuardDecision | None:
+    """Ask the retraining ledger whether the alarm would only be refused; record it if so.
+
+    While a retraining of the model runs, its cooldown holds or a rollout is in
+    progress, the alarm goes into the ledger (suppressed, or deferred as pending)
+    instead of an event: no retraining flow run is started per window only to be
+    refused. Returns the recorded decision, or None when the alarm is to be raised.
+    """
+    settings = get_settings()
+    rollout = read_rollout(registry_client(settings), champion.name)
+    queued = _retraining_in_flight(champion.name)
+    request = RetrainRequest(
+        trigger=RetrainTrigger.DRIFT,
+        reason=drift_reason(report),
+        drift_share=report.share_drifted,
+        drifted_features=report.drifted_columns,
+        onset=start,
+        window_start=start,
+        model_name=champion.name,
+    )
+    decision = hold_alarm(
+        request,
+        settings,
+        now=datetime.now(UTC),
+        rollout_active=rollout.active,
+        retraining_queued=queued,
+        run_id=None if flow_run.id is None else str(flow_run.id),
+    )
+    if decision is not None:
+        get_run_logger().warning(
+            "drift detected for %s, alarm not raised (%s): %s",
+            champion.name,
+            decision.outcome.value,
+            decision.reason,
+        )
+        create_markdown_artifact(
+            key=artifact_key("drift-alarm", champion.name),
+            markdown=(
+                f"## Drift alarm held ({decision.outcome.value})\n\n"
+                f"{decision.reason}.\n\nDrift: {drift_reason(report)}; window "
+                f"{start.isoformat(timespec='seconds')} .. {end.isoformat(timespec='seconds')}; "
+                f"recorded in the retraining ledger as `{decision.key}`."
+            ),
+            description=f"Drift alarm held: {decision.outcome.value}",
+        )
+    return decision
+
+
+TRAINING_FLOW = "training-pipeline"
+"""The flow of `flows/training.py`; its retraining deployments carry the tag `retraining`."""
+
+
+def _retraining_in_flight(model_name: str) -> str | None:
+    """A retraining flow run of the model that has not finished (scheduled, pending or
+    running), by name: it will decide on the drift already; another event would only
+    start a run to be refused. The ledger knows a run only once it has started deciding.
+    """
+    wanted = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAINING_FLOW])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=wanted)),
+                tags=FlowRunFilterTags(all_=["retraining"]),
+            ),
+        )
+    for run in runs:
+        retrain = (run.parameters.get("params") or {}).get("retrain") or {}
+        if retrain.get("model_name") in (model_name, None):
+            return run.name
+    return None
 
 
 @task(name="raise-drift-alarm")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
@@ -63,10 +65,15 @@ def materialize_features_task(
 
 @task(name="build-training-set")
 def build_training_set_task(
-    spec: DatasetSpec, schema: FeatureSchema, features: FeatureSetRef
+    spec: DatasetSpec,
+    schema: FeatureSchema,
+    features: FeatureSetRef,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> TrainingSetRef:
-    """Point-in-time join of every labelled row with the features known at its time."""
-    ref = build_training_set(spec, schema, get_settings())
+    """Point-in-time join of the labelled rows stamped in [start, end] (default: every
+    one) with the features known at their time."""
+    ref = build_training_set(spec, schema, get_settings(), start, end)
     get_run_logger().info("training set of %s rows at %s", ref.rows, ref.uri)
     create_table_artifact(
         key=artifact_key("training-set", spec.name),

@@ -12,7 +12,13 @@ processes and restarts ("waiting is state, not sleep"):
   retraining that proceeds (the next alarm after the rollout, or the schedule) takes it
   over, reaching back to its drift onset;
 * **minimum data**: the retraining window must hold `min_new_rows` rows the current
-  model has not seen.
+  model has not seen. A drift alarm held back for this reason stays pending too: labels
+  arrive late, and the retraining that proceeds once they have arrived reaches back to
+  the first alarm's onset instead of only to the latest alarm's window.
+
+The drift monitor asks `hold_alarm` before it raises an alarm: while a retraining runs,
+its cooldown holds or a rollout is in progress, it records the alarm here instead of
+emitting an event that could only be refused.
 
 Decisions are idempotent on the request's key (the Prefect event id, or the flow run
 id when there is no event): a redelivered event is recognised and never counted twice,
@@ -49,13 +55,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from mlops.errors import ConfigError
@@ -398,11 +407,7 @@ def check_retrain(
         merged_into: str | None = None
         if last_at is not None and moment - last_at < timedelta(seconds=cfg.cooldown_s):
             outcome = GuardOutcome.SUPPRESSED
-            until = last_at + timedelta(seconds=cfg.cooldown_s)
-            reason = (
-                f"cooldown: the last retraining of {model} started {_ago(moment - last_at)} ago "
-                f"({last_at:%Y-%m-%d %H:%M:%S} UTC); none before {until:%Y-%m-%d %H:%M:%S} UTC"
-            )
+            reason = _cooldown_reason(model, moment, last_at, cfg.cooldown_s)
         elif head is not None and moment - head.received_at < timedelta(seconds=cfg.debounce_s):
             outcome = GuardOutcome.DEBOUNCED
             merged_into = head.key
@@ -426,24 +431,18 @@ def check_retrain(
         else:
             outcome = GuardOutcome.PROCEED
             reason = f"retraining {model} on {new_rows:,} new rows"
-        conn.execute(
-            _alarms.insert().values(
-                key=key,
-                model_name=model,
-                trigger=request.trigger.value,
-                received_at=moment,
-                onset=request.onset,
-                drift_share=request.drift_share,
-                drifted_features=list(request.drifted_features),
-                reason=request.reason,
-                outcome=outcome.value,
-                detail=reason,
-                new_rows=new_rows,
-                window_start=window_start,
-                window_end=window_end,
-                run_id=run_id,
-                merged_into=merged_into,
-            )
+        _insert_alarm(
+            conn,
+            request,
+            key,
+            moment,
+            outcome,
+            reason,
+            run_id=run_id,
+            new_rows=new_rows,
+            window_start=window_start,
+            window_end=window_end,
+            merged_into=merged_into,
         )
         takes_over: tuple[str, ...] = ()
         if outcome is GuardOutcome.PROCEED:
@@ -473,6 +472,93 @@ def check_retrain(
         window_end=_utc(window_end),
         merged_into=merged_into,
         takes_over=takes_over,
+        last_retrain_at=last_at,
+    )
+
+
+def hold_alarm(
+    request: RetrainRequest,
+    settings: Settings,
+    *,
+    now: datetime,
+    rollout_active: bool,
+    retraining_queued: str | None = None,
+    run_id: str | None = None,
+) -> GuardDecision | None:
+    """Record a drift alarm in the ledger instead of raising it, when nothing could start.
+
+    Asked by the drift monitor before it emits `mlops.drift.detected`: while a
+    retraining of the model is queued (`retraining_queued`: a flow run not yet in the
+    ledger) or running, or its cooldown holds, the alarm is recorded as `suppressed`;
+    while a rollout is in progress, as `deferred` (pending: the next retraining that
+    proceeds takes it over). Either way no event is emitted, so no retraining flow run
+    is started only to be refused: a monitor that alarms every window during a
+    retraining would otherwise start a process per window.
+
+    A run the ledger still says is `running` after `max_run_s` holds nothing back: its
+    worker was killed, and a dead run must not silence the monitor.
+
+    Returns:
+        The recorded decision, or None when the alarm should be raised.
+    """
+    if not request.model_name:
+        raise ConfigError("a drift alarm needs a model_name")
+    model = request.model_name
+    moment = _utc(now)
+    assert moment is not None
+    key = request.key(run_id)
+    cooldown_s = settings.retraining.cooldown_s
+    with _ledger(settings) as engine, _locked(engine, model) as conn:
+        seen = conn.execute(select(_alarms).where(_alarms.c.key == key)).first()
+        if seen is not None:  # a retry of the same monitor run
+            return _decision_of(conn, _alarm(seen), duplicate=False)
+        last = _last_run(conn, model)
+        last_at = None if last is None else last.started_at
+        running = (
+            last is not None
+            and last.status == RunStatus.RUNNING.value
+            and moment - last.started_at < timedelta(seconds=settings.retraining.max_run_s)
+        )
+        if retraining_queued is not None:
+            outcome = GuardOutcome.SUPPRESSED
+            reason = f"held: retraining flow run {retraining_queued} of {model} has not finished"
+        elif running:
+            assert last is not None
+            outcome = GuardOutcome.SUPPRESSED
+            reason = (
+                f"held: retraining {last.key} of {model} is running "
+                f"(started {_ago(moment - last.started_at)} ago)"
+            )
+        elif last_at is not None and moment - last_at < timedelta(seconds=cooldown_s):
+            outcome = GuardOutcome.SUPPRESSED
+            reason = "held: " + _cooldown_reason(model, moment, last_at, cooldown_s)
+        elif rollout_active:
+            outcome = GuardOutcome.DEFERRED
+            reason = (
+                f"held: a canary rollout of {model} is in progress; recorded as pending, "
+                "the next retraining that proceeds takes it over"
+            )
+        else:
+            return None
+        _insert_alarm(
+            conn,
+            request,
+            key,
+            moment,
+            outcome,
+            reason,
+            run_id=run_id,
+            window_start=request.window_start,
+        )
+    logger.info("drift alarm %s for %s not raised: %s", key, model, reason)
+    return GuardDecision(
+        key=key,
+        model_name=model,
+        trigger=request.trigger,
+        outcome=outcome,
+        reason=reason,
+        decided_at=moment,
+        window_start=request.window_start,
         last_retrain_at=last_at,
     )
 
@@ -511,15 +597,12 @@ def record_outcome(
 
 
 def pending_alarms(settings: Settings, model_name: str) -> tuple[AlarmRecord, ...]:
-    """Deferred alarms no retraining has taken over yet, oldest first."""
+    """Alarms waiting for a retraining, oldest first: deferred during a rollout, or drift
+    alarms held back for too few labelled rows, that no retraining has taken over yet."""
     with _ledger(settings) as engine, engine.connect() as conn:
         rows = conn.execute(
             select(_alarms)
-            .where(
-                _alarms.c.model_name == model_name,
-                _alarms.c.outcome == GuardOutcome.DEFERRED.value,
-                _alarms.c.resolved_by.is_(None),
-            )
+            .where(_alarms.c.model_name == model_name, _waiting())
             .order_by(_alarms.c.received_at)
         ).all()
     return tuple(_alarm(row) for row in rows)
@@ -576,6 +659,44 @@ def _last_run(conn: Connection, model: str) -> RetrainRun | None:
     return None if row is None else _run(row)
 
 
+def _insert_alarm(
+    conn: Connection,
+    request: RetrainRequest,
+    key: str,
+    moment: datetime,
+    outcome: GuardOutcome,
+    detail: str,
+    *,
+    run_id: str | None,
+    **decided: object,
+) -> None:
+    """Record a request and what was decided about it (`decided`: the decision's columns)."""
+    conn.execute(
+        _alarms.insert().values(
+            key=key,
+            model_name=request.model_name,
+            trigger=request.trigger.value,
+            received_at=moment,
+            onset=request.onset,
+            drift_share=request.drift_share,
+            drifted_features=list(request.drifted_features),
+            reason=request.reason,
+            outcome=outcome.value,
+            detail=detail,
+            run_id=run_id,
+            **decided,
+        )
+    )
+
+
+def _cooldown_reason(model: str, moment: datetime, last_at: datetime, cooldown_s: float) -> str:
+    until = last_at + timedelta(seconds=cooldown_s)
+    return (
+        f"cooldown: the last retraining of {model} started {_ago(moment - last_at)} ago "
+        f"({last_at:%Y-%m-%d %H:%M:%S} UTC); none before {until:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
 def _burst_head(conn: Connection, model: str) -> AlarmRecord | None:
     """The latest drift alarm that was not itself merged into another one."""
     row = conn.execute(
@@ -591,15 +712,21 @@ def _burst_head(conn: Connection, model: str) -> AlarmRecord | None:
     return None if row is None else _alarm(row)
 
 
+def _waiting() -> ColumnElement[bool]:
+    """Alarms a later retraining takes over (see `pending_alarms`)."""
+    short_of_data = and_(
+        _alarms.c.outcome == GuardOutcome.INSUFFICIENT_DATA.value,
+        _alarms.c.trigger == RetrainTrigger.DRIFT.value,
+    )
+    return and_(
+        or_(_alarms.c.outcome == GuardOutcome.DEFERRED.value, short_of_data),
+        _alarms.c.resolved_by.is_(None),
+    )
+
+
 def _take_over_pending(conn: Connection, model: str, key: str, now: datetime) -> tuple[str, ...]:
     pending = (
-        conn.execute(
-            select(_alarms.c.key).where(
-                _alarms.c.model_name == model,
-                _alarms.c.outcome == GuardOutcome.DEFERRED.value,
-                _alarms.c.resolved_by.is_(None),
-            )
-        )
+        conn.execute(select(_alarms.c.key).where(_alarms.c.model_name == model, _waiting()))
         .scalars()
         .all()
     )

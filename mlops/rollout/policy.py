@@ -460,13 +460,18 @@ def _guardrail_breach(evidence: StageEvidence, settings: RolloutSettings) -> str
                 f"above {settings.max_error_rate:.2%}"
             )
     ratio = evidence.p99_latency_ratio
-    if ratio is not None and ratio > settings.max_p99_latency_ratio:
-        return (
-            f"guardrail: challenger p99 latency {chall.p99_latency_ms:.1f} ms is {ratio:.2f}x "
-            f"the champion's {evidence.champion_reference_p99_ms:.1f} ms "
-            f"(limit {settings.max_p99_latency_ratio:.2f}x)"
-        )
-    return ""
+    if ratio is None or ratio <= settings.max_p99_latency_ratio:
+        return ""
+    assert chall.p99_latency_ms is not None and evidence.champion_reference_p99_ms is not None
+    slower_ms = chall.p99_latency_ms - evidence.champion_reference_p99_ms
+    if slower_ms <= settings.min_p99_latency_increase_ms:
+        return ""
+    return (
+        f"guardrail: challenger p99 latency {chall.p99_latency_ms:.1f} ms is {ratio:.2f}x "
+        f"the champion's {evidence.champion_reference_p99_ms:.1f} ms "
+        f"(limit {settings.max_p99_latency_ratio:.2f}x and "
+        f"+{settings.min_p99_latency_increase_ms:g} ms)"
+    )
 
 
 def _missing(

@@ -1,11 +1,14 @@
-"""Feedback labels: one spelling per class, and a corrected label replaces the first."""
+"""Feedback labels: one spelling per class, a corrected label replaces the first, and
+the monitor reads them for the champion's answers only."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from mlops.dataset_spec import FeatureSchema
 from mlops.labels import latest_labels, normalise_label
+from mlops.monitoring import labelled_window
 
 
 @pytest.mark.parametrize(
@@ -31,3 +34,29 @@ def test_the_latest_label_of_a_prediction_counts() -> None:
     assert labels.to_dict() == {"b": 0.0, "a": 0.0}
     assert latest_labels(feedback, positive_label="0").to_dict() == {"b": 1.0, "a": 1.0}
     assert latest_labels(feedback.iloc[0:0]).empty
+
+
+def test_the_monitor_window_holds_only_the_champions_answers() -> None:
+    """A challenger's canary share, its shadow scores and the replaced champion's last
+    answers are not the champion's behaviour: mixed in, they read as drift."""
+    predictions = pd.DataFrame(
+        {
+            "prediction_id": ["p1", "p2", "p3", "p4"],
+            "model_version": ["2", "2", "3", "1"],
+            "shadow": [False, True, False, False],
+            "score": [0.9, 0.8, 0.7, 0.6],
+            "amount": [10.0, 20.0, 30.0, 40.0],
+        }
+    )
+    feedback = pd.DataFrame(
+        {
+            "prediction_id": ["p1", "p3"],
+            "label": ["1", "0"],
+            "ts": pd.to_datetime(["2026-01-01T00:00", "2026-01-01T00:01"], utc=True),
+        }
+    )
+    schema = FeatureSchema(numeric=("amount",), categorical=())
+
+    window = labelled_window(predictions, feedback, schema, version="2")
+
+    assert window.to_dict("records") == [{"amount": 10.0, "score": 0.9, "label": 1.0}]

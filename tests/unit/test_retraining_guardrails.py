@@ -12,12 +12,14 @@ import pytest
 from mlops.dataset_spec import load_spec
 from mlops.errors import ConfigError
 from mlops.retraining import (
+    GuardDecision,
     GuardOutcome,
     RetrainRequest,
     RetrainTrigger,
     RunStatus,
     check_retrain,
     collect_window,
+    hold_alarm,
     ledger_url,
     pending_alarms,
     recent_alarms,
@@ -43,6 +45,18 @@ def guarded(settings: Settings) -> Settings:
 
 def alarm(event: str, **fields: object) -> RetrainRequest:
     return RetrainRequest.model_validate({"event_id": event, "model_name": MODEL, **fields})
+
+
+def proceed_later(settings: Settings) -> GuardDecision:
+    """Alarm `e2`, 20 min after T0 (past the debounce) with enough rows: it proceeds."""
+    return check_retrain(
+        alarm("e2"),
+        settings,
+        now=T0 + timedelta(minutes=20),
+        rollout_active=False,
+        new_rows=500,
+        run_id="r2",
+    )
 
 
 def decide(
@@ -162,6 +176,103 @@ def test_too_few_new_rows_do_not_retrain(guarded: Settings) -> None:
     assert decision.outcome is GuardOutcome.INSUFFICIENT_DATA
     assert "99 new rows" in decision.reason and "100 needed" in decision.reason
     assert retrain_runs(guarded, MODEL) == ()
+
+
+def test_an_alarm_held_back_for_too_few_rows_stays_pending_until_a_retraining_proceeds(
+    guarded: Settings,
+) -> None:
+    onset = T0 - timedelta(hours=1)
+    early = alarm("e1", onset=onset.isoformat())
+    assert decide(guarded, early, T0, new_rows=40) is GuardOutcome.INSUFFICIENT_DATA
+    assert [(p.key, p.onset) for p in pending_alarms(guarded, MODEL)] == [("event:e1", onset)]
+    # Labels arrive late: past the debounce there are enough rows, and the retraining
+    # that proceeds takes the first alarm over (its window reaches back to e1's onset).
+    late = proceed_later(guarded)
+    assert late.proceed and late.takes_over == ("event:e1",)
+    assert pending_alarms(guarded, MODEL) == ()
+    resolved = {a.key: a.resolved_by for a in recent_alarms(guarded, MODEL)}
+    assert resolved == {"event:e1": "event:e2", "event:e2": None}
+
+
+def test_a_scheduled_request_short_of_rows_is_not_kept_pending(guarded: Settings) -> None:
+    scheduled = RetrainRequest(trigger=RetrainTrigger.SCHEDULE, model_name=MODEL)
+    decision = check_retrain(
+        scheduled, guarded, now=T0, rollout_active=False, new_rows=10, run_id="s1"
+    )
+    assert decision.outcome is GuardOutcome.INSUFFICIENT_DATA
+    assert pending_alarms(guarded, MODEL) == ()
+
+
+def test_the_monitor_raises_an_alarm_when_a_retraining_could_start(guarded: Settings) -> None:
+    assert hold_alarm(alarm("m0"), guarded, now=T0, rollout_active=False) is None
+    assert recent_alarms(guarded, MODEL) == ()
+
+
+def test_the_monitor_holds_its_alarm_while_a_retraining_runs_and_in_the_cooldown(
+    guarded: Settings,
+) -> None:
+    assert decide(guarded, alarm("e1"), T0, run_id="r1") is GuardOutcome.PROCEED
+    running = hold_alarm(
+        alarm("m1"), guarded, now=T0 + timedelta(minutes=2), rollout_active=False, run_id="mr1"
+    )
+    assert running is not None and running.outcome is GuardOutcome.SUPPRESSED
+    assert "event:e1" in running.reason and "running" in running.reason
+    record_outcome(guarded, "event:e1", "registered", now=T0 + timedelta(minutes=5))
+    cooling = hold_alarm(alarm("m2"), guarded, now=T0 + timedelta(minutes=30), rollout_active=False)
+    assert cooling is not None and cooling.outcome is GuardOutcome.SUPPRESSED
+    assert "cooldown" in cooling.reason
+    # Both held alarms are in the ledger; neither waits for a later retraining.
+    recorded = {a.key: a.outcome for a in recent_alarms(guarded, MODEL)}
+    assert recorded["event:m1"] is GuardOutcome.SUPPRESSED
+    assert recorded["event:m2"] is GuardOutcome.SUPPRESSED
+    assert pending_alarms(guarded, MODEL) == ()
+    # A retry of the same monitor run gets its decision back, not a second row.
+    again = hold_alarm(
+        alarm("m1"), guarded, now=T0 + timedelta(minutes=3), rollout_active=False, run_id="mr1"
+    )
+    assert again is not None and again.key == "event:m1" and not again.duplicate
+    # After the cooldown the monitor raises alarms again.
+    assert (
+        hold_alarm(alarm("m3"), guarded, now=T0 + timedelta(hours=2), rollout_active=False) is None
+    )
+
+
+def test_the_monitor_holds_its_alarm_while_a_retraining_run_is_queued(guarded: Settings) -> None:
+    """The event of the previous window started a run that has not reached the ledger."""
+    held = hold_alarm(
+        alarm("m1"), guarded, now=T0, rollout_active=False, retraining_queued="brave-otter"
+    )
+    assert held is not None and held.outcome is GuardOutcome.SUPPRESSED
+    assert "brave-otter" in held.reason and "has not finished" in held.reason
+    assert pending_alarms(guarded, MODEL) == ()
+
+
+def test_a_retraining_left_running_by_a_killed_worker_does_not_silence_the_monitor(
+    guarded: Settings,
+) -> None:
+    assert decide(guarded, alarm("e1"), T0, run_id="r1") is GuardOutcome.PROCEED
+    stale = T0 + timedelta(seconds=guarded.retraining.max_run_s + 1)
+    assert stale - T0 > timedelta(seconds=guarded.retraining.cooldown_s)
+    assert hold_alarm(alarm("m1"), guarded, now=stale, rollout_active=False) is None
+    [run] = retrain_runs(guarded, MODEL)
+    assert run.status == RunStatus.RUNNING.value
+
+
+def test_the_monitor_defers_its_alarm_during_a_rollout_for_the_next_retraining(
+    guarded: Settings,
+) -> None:
+    onset = T0 - timedelta(hours=1)
+    held = hold_alarm(
+        RetrainRequest(model_name=MODEL, onset=onset),
+        guarded,
+        now=T0,
+        rollout_active=True,
+        run_id="m1",
+    )
+    assert held is not None and held.outcome is GuardOutcome.DEFERRED
+    assert [(p.key, p.onset) for p in pending_alarms(guarded, MODEL)] == [("run:m1", onset)]
+    late = proceed_later(guarded)
+    assert late.proceed and late.takes_over == ("run:m1",)
 
 
 def test_a_redelivered_event_is_recognised_and_a_retried_run_keeps_its_decision(

@@ -181,6 +181,7 @@ def shadow_pairs(
     labelled: bool = True,
     start: datetime = T0,
     challenger_latency: float = 5.0,
+    champion_latency: float = 5.0,
 ) -> None:
     """`n` mirrored requests: a champion answer and a challenger shadow row each.
 
@@ -191,7 +192,9 @@ def shadow_pairs(
         ts = start + timedelta(seconds=i)
         label = int(i % positive_every == 0) if labelled else None
         score_champ = 0.6 if label else champion
-        pid = log.add(Variant.CHAMPION, score_champ, ts=ts, label=label)
+        pid = log.add(
+            Variant.CHAMPION, score_champ, ts=ts, label=label, latency_ms=champion_latency
+        )
         log.add(
             Variant.CHALLENGER,
             challenger_on_positives if label else challenger,
@@ -244,7 +247,20 @@ def test_a_slow_challenger_is_rolled_back_on_p99_latency() -> None:
     shadow_pairs(log, MIN_LATENCY_SAMPLES, labelled=False, challenger_latency=15.0)
     made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
     assert made.action is RolloutAction.ROLLBACK
-    assert "p99 latency 15.0 ms is 3.00x the champion's 5.0 ms (limit 2.00x)" in made.reason
+    assert "p99 latency 15.0 ms is 3.00x the champion's 5.0 ms (limit 2.00x and +5 ms)" in (
+        made.reason
+    )
+
+
+def test_a_few_milliseconds_of_p99_noise_do_not_roll_back() -> None:
+    """Three times as slow, but 4 ms more: what a busy host does to a 2 ms p99 by chance."""
+    log, state = Log(), state_at(0)
+    shadow_pairs(
+        log, MIN_LATENCY_SAMPLES, labelled=False, challenger_latency=6.0, champion_latency=2.0
+    )
+    evidence = evidence_of(log, state, T0)
+    assert evidence.p99_latency_ratio == pytest.approx(3.0)
+    assert decide(state, evidence, SETTINGS, T0).action is RolloutAction.HOLD
 
 
 def test_latency_needs_enough_samples_for_a_p99() -> None:

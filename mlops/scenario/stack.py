@@ -1,0 +1,144 @@
+"""The stack a scenario runs on, with its clock compressed: settings, deployments, processes.
+
+An hour of production becomes a window of a few seconds, so every setting measured in
+time or volume is scaled the same way, for the stack's processes and for the driver
+alike (one environment): the retraining window spans one replayed window (an alarm's
+onset reaches further back), the debounce is off, retraining waits for two windows of
+labelled rows, a rollout stage lasts two windows, and the canary steps every
+second. The tuning budget is small, so a retraining takes about a minute on a laptop.
+Everything lives under the scenario's own state directory: it never touches the
+user's `.mlops`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.localstack import (
+    LocalStack,
+    deploy,
+    down,
+    ensure_pool,
+    free_port,
+    quiet_prefect_file,
+    start_server,
+    start_serving,
+    start_worker,
+)
+from mlops.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET_CONFIG = REPO / "datasets" / "card_fraud.yaml"
+DEPLOYMENTS = ("on-drift", "on-registered")
+"""What the loop needs: retraining on a drift event, the canary on a registration."""
+RETRAIN_MIN_WINDOWS = 4
+"""Windows of labelled post-shift rows a retraining waits for."""
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How a scenario's time and volume map onto the settings."""
+
+    window_seconds: float
+    rows_per_window: int
+
+    def environment(self, home: Path, serving_port: int) -> dict[str, str]:
+        """`MLOPS_*` settings of every process of the scenario (driver included)."""
+        return {
+            "MLOPS_PROFILE": "embedded",
+            "MLOPS_HOME": str(home),
+            # A small tuning budget: a few windows of data, a model in about a minute. It
+            # need not beat logistic regression; it must still beat the champion.
+            "MLOPS_TUNING__N_TRIALS": "3",
+            "MLOPS_TUNING__MAX_EPOCHS": "10",
+            "MLOPS_TUNING__WORKERS": "1",
+            "MLOPS_QUANTIZATION__QAT_EPOCHS": "1",
+            "MLOPS_GATE__MIN_GAIN_OVER_BASELINE": "-1",
+            "MLOPS_RETRAINING__DEBOUNCE_S": "0",
+            "MLOPS_RETRAINING__MIN_NEW_ROWS": str(RETRAIN_MIN_WINDOWS * self.rows_per_window),
+            "MLOPS_RETRAINING__WINDOW_DAYS": f"{self.window_seconds / 86_400:.8f}",
+            # A stage lasts two windows at least: the labels of its traffic arrive one
+            # window late. The test waits for two windows of labels: in shadow the
+            # challenger scores every request, so it can decide before any user sees it.
+            "MLOPS_ROLLOUT__MIN_PREDICTIONS": "200",
+            "MLOPS_ROLLOUT__MIN_STAGE_SECONDS": f"{2 * self.window_seconds:g}",
+            "MLOPS_ROLLOUT__MIN_LABELS": str(2 * self.rows_per_window),
+            "MLOPS_SERVING__PORT": str(serving_port),
+            "MLOPS_SERVING__POLL_INTERVAL_S": "0.5",
+            "MLOPS_SERVING__LOG_FLUSH_INTERVAL_S": "0.2",
+            # A window holds minutes, not an hour, of labels: a ROC AUC on a few dozen
+            # frauds moves by several points by chance.
+            "MLOPS_DRIFT__MAX_ROC_AUC_DROP": "0.15",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+
+
+def _canary_steps_each_second(deployment: dict[str, Any]) -> None:
+    for trigger in deployment.get("triggers") or []:
+        params = trigger.get("parameters", {}).get("params", {})
+        if "poll_seconds" in params:
+            params.update(poll_seconds=1, watch_seconds=900)
+
+
+@contextmanager
+def running_stack(out: Path, compression: Compression) -> Iterator[LocalStack]:
+    """Server, the loop's deployments, a worker and the prediction service; stopped after.
+
+    The driver's own environment is switched to the scenario's settings and server
+    first, so what it runs in-process (the first training, the monitor) and what the
+    worker runs share one state directory and one Prefect API.
+    """
+    serving_port = free_port()
+    env = compression.environment(out / "state", serving_port)
+    stack = LocalStack(
+        repo=REPO,
+        run_dir=out / "run",
+        prefect_home=out / "prefect",
+        port=free_port(),
+        worker_query_seconds=1.0,
+        prefect_file=str(
+            quiet_prefect_file(
+                REPO, out / "prefect.scenario.yaml", adjust=_canary_steps_each_second
+            )
+        ),
+        serving_port=serving_port,
+        env=env,
+    )
+    os.environ.update(env)
+    os.environ.update({k: v for k, v in stack.environment().items() if k.startswith("PREFECT_")})
+    get_settings.cache_clear()
+    try:
+        start_server(stack)
+        ensure_pool(stack)
+        deploy(stack, DEPLOYMENTS)
+        start_worker(stack)
+        yield stack
+    finally:
+        _drain_prefect_clients()
+        down(stack)
+
+
+def _drain_prefect_clients() -> None:
+    """Send what the driver's in-process flows still queue (logs, events) while the server
+    listens: once it is stopped, Prefect's exit hook retries them for over a minute.
+
+    Imported by name: `mlops` stays free of Prefect, for the linter and the type checker.
+    """
+    for module, worker in (
+        ("prefect.logging.handlers", "APILogWorker"),
+        ("prefect.events.worker", "EventsWorker"),
+    ):
+        if module in sys.modules:
+            getattr(sys.modules[module], worker).drain_all(timeout=15)
+
+
+def start_service(stack: LocalStack) -> str:
+    """Start the prediction service (a champion must exist); returns its URL."""
+    start_serving(stack)
+    return f"http://{stack.host}:{stack.serving_port}"
