@@ -14,6 +14,7 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
@@ -174,7 +175,7 @@ def hold_alarm_task(
     """
     settings = get_settings()
     rollout = read_rollout(registry_client(settings), champion.name)
-    queued = _retraining_in_flight(champion.name)
+    queued = retraining_in_flight(champion.name)
     request = RetrainRequest(
         trigger=RetrainTrigger.DRIFT,
         reason=drift_reason(report),
@@ -216,10 +217,13 @@ TRAINING_FLOW = "training-pipeline"
 """The flow of `flows/training.py`; its retraining deployments carry the tag `retraining`."""
 
 
-def _retraining_in_flight(model_name: str) -> str | None:
-    """A retraining flow run of the model that has not finished (scheduled, pending or
-    running), by name: it will decide on the drift already; another event would only
-    start a run to be refused. The ledger knows a run only once it has started deciding.
+def retraining_in_flight(model_name: str) -> str | None:
+    """The name of a retraining flow run of the model that is due and has not finished
+    (scheduled for now or earlier, pending or running), or None.
+
+    Such a run decides on the drift already; another event would only start a run to be
+    refused, and the ledger knows a run only once it has started deciding. A nightly
+    run scheduled for later is not in flight: the alarm must not wait for it.
     """
     wanted = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
     with get_client(sync_client=True) as client:
@@ -228,6 +232,7 @@ def _retraining_in_flight(model_name: str) -> str | None:
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=wanted)),
                 tags=FlowRunFilterTags(all_=["retraining"]),
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
             ),
         )
     for run in runs:

@@ -17,10 +17,12 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from prefect.client.orchestration import get_client
 from prefect.events import Event, emit_event
 from prefect.events.clients import PrefectEventsClient
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelled, Running, Scheduled
 
 from mlops.events import DRIFT_DETECTED, model_resource_id
 from mlops.retraining import GuardOutcome, recent_alarms, retrain_runs
@@ -181,3 +183,34 @@ def test_a_drift_event_starts_a_retraining_and_the_cooldown_holds_the_next_one(
     ).json()
     [guardrails] = [a for a in artifacts if a["key"] == "retraining-guardrails-card-fraud"]
     assert "cooldown" in guardrails["data"] and "suppressed" in guardrails["description"]
+
+
+def test_only_a_due_retraining_run_holds_the_monitors_alarm(prefect_stack: PrefectStack) -> None:
+    """A queued or running retraining already decides on the drift: the monitor holds its
+    alarm. Tomorrow's nightly run does not: the alarm must not wait for it."""
+    from flows.training import training_pipeline
+    from tasks.drift import retraining_in_flight
+
+    with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}):
+        with get_client(sync_client=True) as client:
+            nightly = client.read_deployment_by_name("training-pipeline/scheduled")
+            tomorrow = client.create_flow_run_from_deployment(
+                nightly.id, state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(days=1))
+            )
+            try:
+                assert retraining_in_flight(MODEL) is None
+                # Not from a deployment: no worker picks it up while the test looks.
+                running = client.create_flow_run(
+                    training_pipeline,
+                    parameters={"params": {"retrain": {"trigger": "drift", "model_name": MODEL}}},
+                    tags=["retraining"],
+                    state=Running(),
+                )
+                try:
+                    assert retraining_in_flight(MODEL) == running.name
+                    assert retraining_in_flight("another_model") is None
+                finally:
+                    client.set_flow_run_state(running.id, Cancelled(), force=True)
+            finally:
+                client.set_flow_run_state(tomorrow.id, Cancelled(), force=True)
+            assert retraining_in_flight(MODEL) is None
