@@ -168,10 +168,11 @@ def hold_alarm_task(
 ) -> GuardDecision | None:
     """Ask the retraining ledger whether the alarm would only be refused; record it if so.
 
-    While a retraining of the model runs, its cooldown holds or a rollout is in
-    progress, the alarm goes into the ledger (suppressed, or deferred as pending)
-    instead of an event: no retraining flow run is started per window only to be
-    refused. Returns the recorded decision, or None when the alarm is to be raised.
+    While a retraining of the model is due or running (`retraining_in_flight`, then the
+    ledger), its cooldown holds or a rollout is in progress, the alarm goes into the
+    ledger (suppressed, or deferred as pending) instead of an event: no retraining flow
+    run is started per window only to be refused. Returns the recorded decision, or None
+    when the alarm is to be raised.
     """
     settings = get_settings()
     rollout = read_rollout(registry_client(settings), champion.name)

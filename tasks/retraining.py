@@ -28,6 +28,7 @@ from mlops.retraining import (
     record_outcome,
     retraining_window,
     trained_until,
+    window_batch_dir,
     write_window_batch,
 )
 from mlops.rollout.state import read_rollout
@@ -95,7 +96,7 @@ def check_retrain_guardrails_task(spec: DatasetSpec, request: RetrainRequest) ->
     )
     plan = RetrainPlan(decision=decision, window=window, rows=len(frame))
     if decision.proceed:
-        batch = write_window_batch(frame, spec, settings.home / "retraining" / spec.name)
+        batch = write_window_batch(frame, spec, window_batch_dir(settings, spec.name))
         assert batch.path is not None, "a retraining proceeds only with new rows"
         record_outcome(
             settings,

@@ -33,6 +33,7 @@ from mlops.retraining.window import (
     landing_batches,
     load_window,
     retraining_window,
+    window_batch_dir,
     write_window_batch,
 )
 
@@ -60,5 +61,6 @@ __all__ = [
     "retrain_runs",
     "retraining_window",
     "trained_until",
+    "window_batch_dir",
     "write_window_batch",
 ]

@@ -124,6 +124,11 @@ def load_window(settings: Settings, spec: DatasetSpec, window: RetrainWindow) ->
     return rows.sort_values(list(spec.key_columns[::-1]), kind="stable").reset_index(drop=True)
 
 
+def window_batch_dir(settings: Settings, dataset: str) -> Path:
+    """Where a dataset's retraining batches are written (`<sha256>.parquet` each)."""
+    return settings.home / "retraining" / dataset
+
+
 def collect_window(
     settings: Settings,
     spec: DatasetSpec,

@@ -33,6 +33,7 @@ import httpx
 import pandas as pd
 
 from mlops.errors import PipelineError
+from mlops.retraining import RetrainRun, window_batch_dir
 from mlops.scenario.observe import (
     PrefectApi,
     champion_version,
@@ -314,7 +315,7 @@ def _summarise(
 ) -> ScenarioSummary:
     shift_s = clock.at(shift_at)
     runs = [
-        _retraining(settings, api, clock, run.run_id, shift_at)
+        _retraining(settings, api, clock, run, shift_at)
         for run in retrainings(settings, MODEL)
         if run.run_id
     ]
@@ -398,14 +399,19 @@ def _summarise(
 
 
 def _retraining(
-    settings: Settings, api: PrefectApi, clock: _Clock, run_id: str, shift_at: datetime | None
+    settings: Settings,
+    api: PrefectApi,
+    clock: _Clock,
+    ledger: RetrainRun,
+    shift_at: datetime | None,
 ) -> RetrainingRecord:
     """A retraining as its flow run and the ledger tell it (with its batch's post-shift rows)."""
+    assert ledger.run_id is not None
+    run_id = ledger.run_id
     flow_run = api.flow_run(run_id)
-    ledger = {r.run_id: r for r in retrainings(settings, MODEL)}[run_id]
     post_shift: int | None = None
     if ledger.batch_sha256 and shift_at is not None:
-        batch = settings.home / "retraining" / MODEL / f"{ledger.batch_sha256}.parquet"
+        batch = window_batch_dir(settings, MODEL) / f"{ledger.batch_sha256}.parquet"
         if batch.is_file():
             stamps = pd.to_datetime(pd.read_parquet(batch)["event_timestamp"], utc=True)
             post_shift = int((stamps >= shift_at).sum())
