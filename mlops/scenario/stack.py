@@ -73,8 +73,9 @@ class Compression:
             "MLOPS_SERVING__POLL_INTERVAL_S": "0.5",
             "MLOPS_SERVING__LOG_FLUSH_INTERVAL_S": "0.2",
             # A window holds minutes, not an hour, of labels: a ROC AUC on a few dozen
-            # frauds moves by several points by chance.
-            "MLOPS_DRIFT__MAX_ROC_AUC_DROP": "0.15",
+            # frauds moves by several points by chance (0.175 seen on baseline traffic),
+            # while the concept shift drops it by 0.3-0.55.
+            "MLOPS_DRIFT__MAX_ROC_AUC_DROP": "0.25",
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
