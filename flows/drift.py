@@ -7,6 +7,14 @@ Evidently report to the champion's MLflow run and emits `mlops.drift.detected`, 
 trigger starts the retraining deployment. While a retraining of the model runs, its
 cooldown holds or a rollout is in progress, the alarm is recorded in the retraining
 ledger instead (see `mlops.retraining.hold_alarm`): no event, no refused flow run.
+
+Before the drift verdict, the window is judged against the data contract learned at
+ingestion (`mlops.quality`): a broken pipe (all-null feature, unit change, unseen
+categories, wrong dtype) is a data-quality incident, not drift. It is kept as state
+(the retraining guard refuses to retrain during it), emitted as
+`mlops.data_quality.degraded`, pauses a rollout in progress, and a drift alarm raised
+during it is held in the ledger with the incident as its reason. The first clean
+window closes the incident (and resumes a rollout the incident paused).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.dataset_spec import load_spec
 from mlops.drift import DriftStatus
 from mlops.monitoring import drift_reason
+from mlops.quality import DataQualityReport, IncidentChange, conform_window
 from mlops.settings import get_settings
 from mlops.validation import load_profile
 from tasks.drift import (
@@ -29,6 +38,13 @@ from tasks.drift import (
     publish_report_task,
     raise_alarm_task,
     read_window_task,
+)
+from tasks.quality import (
+    check_data_quality_task,
+    pause_rollout_task,
+    raise_quality_alarm_task,
+    resume_rollout_task,
+    track_incident_task,
 )
 
 
@@ -65,6 +81,14 @@ class DriftMonitorResult(BaseModel):
     """The emitted event's payload; None when no event was emitted."""
     held: str | None = None
     """Why the alarm was recorded in the retraining ledger instead of emitted."""
+    quality: DataQualityReport | None = None
+    """The data contract's verdict on the window (None when the check is turned off)."""
+    quality_incident: str | None = None
+    """The open data-quality incident of the model, in words; None when the pipe is fine."""
+    quality_payload: dict[str, object] | None = None
+    """The emitted `mlops.data_quality.degraded` payload; None when none was emitted."""
+    rollout_paused: bool = False
+    """This run paused a rollout in progress because of the incident."""
 
 
 @flow(name="drift-monitor")
@@ -83,10 +107,24 @@ def drift_monitor(
     start = end - timedelta(minutes=params.window_minutes)
     champion, reference = load_reference_task(params.model_name, spec, schema)
     window = read_window_task(champion, schema, start, end)
+    quality = incident = quality_payload = paused = None
+    if settings.quality.enabled:
+        quality = check_data_quality_task(champion, profile, window)
+        update = track_incident_task(champion, quality, end)
+        if update.incident is not None and update.incident.open:
+            incident = update.incident.describe()
+        if quality.degraded:
+            quality_payload = raise_quality_alarm_task(champion, quality, update, start, end)
+            paused = pause_rollout_task(champion, quality.reason())
+        elif update.change is IncidentChange.CLOSED:
+            resume_rollout_task(champion)
+    window = conform_window(window, schema)  # text where numbers were: NaN, not a crash
     report = compute_drift_task(reference, window)
     alarm = report.status is not DriftStatus.INSUFFICIENT_DATA and report.drift_detected
     payload = None
-    held = hold_alarm_task(champion, report, start, end) if alarm else None
+    held = (
+        hold_alarm_task(champion, report, start, end, quality_incident=incident) if alarm else None
+    )
     if alarm and held is None:
         link = (
             publish_report_task(champion, spec, schema, window, end) if params.html_report else None
@@ -102,4 +140,8 @@ def drift_monitor(
         alarm=alarm,
         payload=payload,
         held=None if held is None else held.reason,
+        quality=quality,
+        quality_incident=incident,
+        quality_payload=quality_payload,
+        rollout_paused=paused is not None,
     )

@@ -116,12 +116,17 @@ def training_pipeline(
 
     With a `retrain` request the guardrails decide first (see `mlops.retraining`); a
     held-back request ends Completed with status `suppressed`, and a retraining that
-    proceeds trains on the window batch and records its outcome in the ledger.
+    proceeds trains on the window batch, beats its ledger row while it trains
+    (`retraining.heartbeat_interval_s`) and records its outcome in the ledger.
     """
     # The stages' modules (Feast, torch, MLflow, Optuna: seconds of imports) load here,
     # inside the run, not when a worker loads this module: a triggered run is Running,
     # visible and logging, within a second or two of its event.
-    from tasks.retraining import check_retrain_guardrails_task, record_retrain_outcome_task
+    from tasks.retraining import (
+        check_retrain_guardrails_task,
+        record_retrain_outcome_task,
+        retraining_heartbeat,
+    )
 
     spec = params.spec()
     if params.retrain is None:
@@ -136,7 +141,9 @@ def training_pipeline(
         return Completed(message=f"{held.status.value}: {held.reason}", data=held)
     assert plan.batch is not None
     try:
-        result = _run_stages(params, spec.with_source_path(Path(plan.batch)), plan.window)
+        # The ledger row beats while this process trains: a killed worker's run expires.
+        with retraining_heartbeat(plan.decision.key):
+            result = _run_stages(params, spec.with_source_path(Path(plan.batch)), plan.window)
     except Exception as exc:
         record_retrain_outcome_task(plan.decision.key, RunStatus.FAILED, repr(exc))
         raise

@@ -15,14 +15,10 @@ import typer
 
 from mlops.errors import PipelineError
 from mlops.registry.client import CHALLENGER, CHAMPION, registry_client, version_by_alias
+from mlops.rollout.actions import promote_now, restore_champion, rollback_now
 from mlops.rollout.audit import AuditTrail, audit_url
-from mlops.rollout.policy import (
-    RolloutAction,
-    RolloutDecision,
-    promote_now,
-    restore_champion,
-    rollback_now,
-)
+from mlops.rollout.lock import RolloutLock
+from mlops.rollout.policy import RolloutAction, RolloutDecision
 from mlops.rollout.state import read_rollout
 from mlops.settings import get_settings
 
@@ -63,6 +59,8 @@ def canary_status(
         f"challenger share {state.share:.0%}{' (shadow)' if state.shadow else ''}"
         + (f" — {state.reason}" if state.reason else "")
     )
+    if state.active and state.deadline is not None:
+        typer.echo(f"deadline {state.deadline:%Y-%m-%d %H:%M:%S} UTC (revision {state.revision})")
     for record in history:
         typer.echo(
             f"  {record.decided_at:%Y-%m-%d %H:%M:%S}  v{record.version}  {record.action:<8} "
@@ -99,14 +97,15 @@ def _act(action: RolloutAction, model: str | None, reason: str, version: str = "
     name = model or settings.serving.model_name
     client = registry_client(settings)
     actor = getpass.getuser()
+    lock = RolloutLock.for_settings(settings)
     try:
         decision: RolloutDecision
         if action is RolloutAction.RESTORE:
-            decision = restore_champion(client, name, version, actor, reason)
+            decision = restore_champion(client, name, version, actor, reason, lock=lock)
         elif action is RolloutAction.PROMOTE:
-            decision = promote_now(client, name, actor, reason)
+            decision = promote_now(client, name, actor, reason, lock=lock)
         else:
-            decision = rollback_now(client, name, actor, reason)
+            decision = rollback_now(client, name, actor, reason, lock=lock)
     except PipelineError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc

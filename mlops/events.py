@@ -7,6 +7,18 @@ MODEL_REGISTERED = "mlops.model.registered"
 MODEL_PROMOTED = "mlops.model.promoted"
 MODEL_ROLLED_BACK = "mlops.model.rolled_back"
 BATCH_QUARANTINED = "mlops.batch.quarantined"
+DATA_QUALITY_DEGRADED = "mlops.data_quality.degraded"
+"""Live traffic breaks the champion's data contract (a broken pipe, not drift)."""
+DRIFT_ALARM_HELD = "mlops.drift.held"
+"""A drift alarm was recorded in the retraining ledger instead of raised."""
+DRIFT_ALARM_OVERDUE = "mlops.drift.overdue"
+"""A held drift alarm has waited longer than `retraining.max_alarm_wait_s`."""
+ROLLOUT_EXPIRED = "mlops.rollout.expired"
+"""A rollout reached its deadline (or a paused one its expiry) and was rolled back."""
+ROLLOUT_PAUSED = "mlops.rollout.paused"
+"""A rollout was paused (by a data-quality incident or a person)."""
+RETRAINING_EXPIRED = "mlops.retraining.expired"
+"""A retraining recorded as running whose flow run is gone was marked failed."""
 
 
 def model_resource_id(model_name: str) -> str:

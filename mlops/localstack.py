@@ -2,9 +2,11 @@
 
 `up` starts `prefect server start` (its UI at http://127.0.0.1:4200) with PREFECT_HOME
 under the state directory, waits until `/api/health` answers, creates the `process`
-work pool if it is missing, registers the deployments of `prefect.yaml` on that pool
-and starts one worker on it, or several (`--workers N`: they share the pool's runs),
-and, with `--serve`, the prediction service. Each process runs in a session of its
+work pool if it is missing, registers the deployments of `prefect.yaml` on that pool,
+creates the notification automations of `infra/prefect/automations.yaml` when a
+destination is configured (`mlops.notifications_setup`), starts one worker on the pool
+or several (`--workers N`: they share the pool's runs) and, with `--serve`, the
+prediction service. Each process runs in a session of its
 own, detached from the terminal, with its pid file and log under `<state dir>/run/`;
 `down` stops them by pid: SIGTERM, then SIGINT, then SIGKILL.
 
@@ -39,10 +41,11 @@ from typing import Annotated, Any
 import httpx
 import typer
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from mlops.errors import PipelineError
-from mlops.settings import Profile, Settings, get_settings
+from mlops.errors import ConfigError, PipelineError
+from mlops.notifications import AUTOMATIONS_FILE, load_automations
+from mlops.settings import NotificationSettings, Profile, Settings, get_settings
 
 POOL = "mlops-local"
 SERVER, WORKER, SERVING = "server", "worker", "serving"
@@ -433,14 +436,52 @@ def deploy(stack: LocalStack, names: Sequence[str] | None = None) -> list[str]:
     return wanted
 
 
-def _run(stack: LocalStack, name: str, command: Sequence[str]) -> None:
-    """Run a short CLI step to completion, its output appended to `<name>.log`."""
+_NOTIFY_ENV = "MLOPS_NOTIFICATIONS__"
+
+
+def deploy_notifications(stack: LocalStack, settings: NotificationSettings) -> str:
+    """Create the notification block and the automations of `infra/prefect/automations.yaml`.
+
+    Runs `python -m mlops.notifications_setup` against the stack's server (its output
+    in `notifications.log`): automations are updated by name, never duplicated. Without
+    a destination in the settings nothing is created. Returns the line `up` and
+    `deploy` print.
+    """
+    if not settings.configured:
+        return (
+            "notifications   off: set MLOPS_NOTIFICATIONS__URL (a webhook; or Slack, e-mail: "
+            "docs/runbook.md) to be told of promotions, rollbacks and failed runs"
+        )
+    path = stack.repo / AUTOMATIONS_FILE
+    rules = load_automations(path).automations
+    ui_url = settings.ui_url or stack.ui_url
+    command = [sys.executable, "-m", "mlops.notifications_setup", "--file", str(path)]
+    # The child reads these settings, not whatever its environment would give.
+    env = {k: v for k, v in stack.environment().items() if not k.startswith(_NOTIFY_ENV)}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env[f"{_NOTIFY_ENV}{name.upper()}"] = str(secret)
+    _run(stack, "notifications", [*command, "--ui-url", ui_url], env=env)
+    return (
+        f"notifications   {len(rules)} automations -> {settings.destination()} "
+        f"(block {settings.block_name})"
+    )
+
+
+def _run(
+    stack: LocalStack, name: str, command: Sequence[str], env: Mapping[str, str] | None = None
+) -> None:
+    """Run a short CLI step to completion, its output appended to `<name>.log`.
+
+    `env`: the step's whole environment; the stack's (`LocalStack.environment`) if None.
+    """
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     with stack.log_file(name).open("ab") as log:
         done = subprocess.run(
             list(command),
             cwd=stack.repo,
-            env=stack.environment(),
+            env=dict(env) if env is not None else stack.environment(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -547,14 +588,25 @@ def start_serving(stack: LocalStack, timeout: float = 120.0) -> int | None:
     return pid
 
 
-def up(stack: LocalStack, *, serve: bool = False) -> None:
-    """Server, work pool, deployments, workers (and the prediction service)."""
+def up(
+    stack: LocalStack,
+    *,
+    serve: bool = False,
+    notifications: NotificationSettings | None = None,
+) -> str:
+    """Server, work pool, deployments, automations, workers (and the prediction service).
+
+    Returns the line saying where notifications go (`deploy_notifications`); the
+    process settings' `notifications` when none are given.
+    """
     start_server(stack)
     ensure_pool(stack)
     deploy(stack)
+    told = deploy_notifications(stack, notifications or get_settings().notifications)
     start_workers(stack)
     if serve:
         start_serving(stack)
+    return told
 
 
 def down(stack: LocalStack, timeout: float = 15.0) -> list[str]:
@@ -615,8 +667,8 @@ def up_command(
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     (stack.run_dir / "port").write_text(f"{stack.port}\n")
     try:
-        up(stack, serve=serve)
-    except StackError as exc:
+        told = up(stack, serve=serve)
+    except (StackError, ConfigError) as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     database = "PostgreSQL" if stack.database_url else f"SQLite under {stack.prefect_home}"
@@ -625,6 +677,7 @@ def up_command(
         f"Prefect UI      {stack.ui_url}\n"
         f"deployments     {', '.join(n for n, _ in deployments_in(stack))}\n"
         f"workers         {stack.workers} on pool {stack.pool}, logs in {stack.run_dir}\n"
+        f"{told}\n"
         f"use it          export PREFECT_API_URL={stack.api_url}\n"
         "stop            make down"
     )
@@ -632,7 +685,7 @@ def up_command(
 
 @localstack_app.command("deploy")
 def deploy_command() -> None:
-    """(Re-)register the deployments of prefect.yaml on the running server."""
+    """(Re-)register the deployments of prefect.yaml and the automations on the running server."""
     stack = _stack()
     if not api_healthy(stack):
         typer.secho(f"no Prefect server at {stack.api_url}: run `make up`", err=True)
@@ -640,7 +693,8 @@ def deploy_command() -> None:
     try:
         ensure_pool(stack)
         typer.echo(f"deployed: {', '.join(deploy(stack))}")
-    except StackError as exc:
+        typer.echo(deploy_notifications(stack, get_settings().notifications))
+    except (StackError, ConfigError) as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
 

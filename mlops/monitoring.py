@@ -18,6 +18,7 @@ import pandas as pd
 
 from mlops.dataset_spec import DatasetSpec, FeatureSchema
 from mlops.drift import (
+    PERFORMANCE_ROWS,
     DriftColumns,
     DriftReport,
     PerformanceMetrics,
@@ -93,6 +94,7 @@ def build_reference_frame(
         scored, spec, holdout_fraction=holdout_fraction, validation_fraction=validation_fraction
     ).holdout
     performance = measure_performance(holdout[SCORE].to_numpy(), holdout[LABEL].to_numpy())
+    scored[PERFORMANCE_ROWS] = scored[spec.timestamp] >= holdout[spec.timestamp].min()
     return Reference(frame=scored, performance=performance)
 
 
@@ -162,7 +164,7 @@ def drift_reason(report: DriftReport) -> str:
     if report.prediction_drift:
         parts.append("the score distribution drifted")
     if report.performance is not None and report.performance.degraded:
-        parts.append(f"ROC AUC fell by {report.performance.roc_auc_drop:.3f}")
+        parts.append(f"performance {report.performance.summary}")
     if not parts:
         return f"no drift: {report.message or f'share {report.share_drifted:.2f}'}"
     return "; ".join(parts)

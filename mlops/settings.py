@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -211,6 +212,22 @@ class RolloutSettings(BaseModel):
         description="...when the challenger's p99 is also this much slower: a p99 of a few "
         "ms doubles by chance on a busy host, and users do not feel 3 ms.",
     )
+    max_duration_s: float = Field(
+        default=3 * 86_400.0,
+        gt=0.0,
+        description="A rollout with no verdict this long after its start is rolled back "
+        "('expired without evidence'); it no longer defers retraining past this deadline.",
+    )
+    paused_expiry_s: float = Field(
+        default=86_400.0,
+        gt=0.0,
+        description="A rollout paused this long is rolled back ('expired without evidence').",
+    )
+    lock_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="How long a rollout state change waits for the rollout lock.",
+    )
 
 
 class RetrainingSettings(BaseModel):
@@ -234,8 +251,34 @@ class RetrainingSettings(BaseModel):
         default=4 * 3600.0,
         gt=0.0,
         description="A retraining the ledger says is running for longer is taken as dead "
-        "(its worker was killed): it no longer holds drift alarms back.",
+        "(its worker was killed): it no longer holds drift alarms back, and expires.",
     )
+    heartbeat_interval_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="How often a running retraining stamps its ledger row (heartbeat).",
+    )
+    heartbeat_timeout_s: float = Field(
+        default=15 * 60.0,
+        gt=0.0,
+        description="A running retraining silent for longer is dead: it no longer holds "
+        "drift alarms back, and expires (marked failed; the alarms it held are pending).",
+    )
+    max_alarm_wait_s: float = Field(
+        default=24 * 3600.0,
+        gt=0.0,
+        description="A pending drift alarm waiting longer for a retraining is overdue: "
+        "the drift monitor emits mlops.drift.overdue.",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_its_timeout(self) -> RetrainingSettings:
+        if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                "retraining.heartbeat_timeout_s must be at least twice heartbeat_interval_s "
+                "(one late beat must not expire a live run)"
+            )
+        return self
 
 
 class DriftSettings(BaseModel):
@@ -277,11 +320,34 @@ class DriftSettings(BaseModel):
         default=0.5, gt=0.0, lt=1.0, description="Probability above which a row is positive."
     )
     max_roc_auc_drop: float = Field(
-        default=0.05,
+        default=0.0,
         ge=0.0,
-        description="Performance is degraded when ROC AUC falls more than this below the "
-        "reference's.",
+        lt=1.0,
+        description="Tolerated ROC AUC drop: performance is degraded only when the "
+        "one-sided lower confidence bound of (reference - window) ROC AUC exceeds it "
+        "(the bound alone keeps false alarms below performance_alpha; a margin only "
+        "ignores small real drops, see mlops.drift.performance).",
     )
+    max_accuracy_drop: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Tolerated accuracy drop, judged by its lower confidence bound.",
+    )
+    performance_alpha: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=0.5,
+        description="False alarm rate per stable window of the performance alarm (split "
+        "equally over ROC AUC and accuracy); see benchmarks/performance_alarm.py.",
+    )
+    min_positives: int = Field(
+        default=30,
+        ge=2,
+        description="Fewer labelled positives in the window: verdict 'insufficient "
+        "labels', never an alarm.",
+    )
+    min_negatives: int = Field(default=30, ge=2, description="The same for labelled negatives.")
 
     def threshold_for(self, column: str, *, categorical: bool) -> float | None:
         """The configured threshold of a column, or None for the method's default."""
@@ -291,6 +357,120 @@ class DriftSettings(BaseModel):
         if kind_threshold is not None:
             return kind_threshold
         return self.threshold
+
+
+class QualitySettings(BaseModel):
+    """How served traffic is judged against the data contract: a broken pipe, not drift.
+
+    Every check is a share of the window, so one noisy row never opens an incident.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = Field(default=True, description="The drift monitor checks data quality.")
+    min_rows: int = Field(
+        default=100, ge=1, description="A window with fewer rows is not judged (no incident)."
+    )
+    null_rate_margin: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Null share allowed above the reference's (plus the validation "
+        "tolerance and a binomial bound) before a feature counts as broken.",
+    )
+    null_rate_z: float = Field(
+        default=4.0, ge=0.0, description="Standard errors of the binomial bound on the null rate."
+    )
+    max_out_of_range_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of numeric values outside the widened learned range that breaks it.",
+    )
+    max_unseen_category_share: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Share of categories never seen in the reference."
+    )
+    max_dtype_mismatch_share: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Share of values of the wrong type (text in a numeric feature, numbers "
+        "in a categorical one).",
+    )
+    example_values: int = Field(default=5, ge=0, description="Example values per failure.")
+    incident_stale_s: float = Field(
+        default=86_400.0,
+        gt=0.0,
+        description="An open incident no window has seen for this long no longer holds "
+        "retraining (the monitor stopped judging it).",
+    )
+    resume_rollout: bool = Field(
+        default=True,
+        description="Resume a rollout the incident paused once a window is clean again.",
+    )
+    serving_dataset: str | None = Field(
+        default=None,
+        description="Dataset whose reference profile serving counts out-of-range values "
+        "against (default: the served model's name).",
+    )
+
+
+class NotificationSettings(BaseModel):
+    """Who is told what the loop did, and how: Prefect automations and their block.
+
+    `make up` / `mlops stack deploy` create the automations declared in
+    `infra/prefect/automations.yaml`, all sending through one notification block of
+    `kind`: a generic webhook (a JSON POST, the default), a Slack incoming webhook, or
+    e-mail through SendGrid. Without a destination (`url`; for e-mail `email_to` and
+    `sendgrid_api_key`) no automation is created, and `make up` says so.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["webhook", "slack", "email"] = "webhook"
+    url: SecretStr | None = Field(
+        default=None,
+        description="webhook: any endpoint taking a JSON POST; slack: the incoming-webhook URL.",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="webhook: sent as `Authorization: Bearer <token>`."
+    )
+    email_to: str = Field(default="", description="email: recipients, comma-separated.")
+    email_from: str = Field(default="mlops@localhost", description="email: the sender.")
+    sendgrid_api_key: SecretStr | None = Field(default=None, description="email: SendGrid key.")
+    ui_url: str | None = Field(
+        default=None,
+        description="Base of the Prefect UI links in messages (what a person can open); "
+        "the stack's own UI (PREFECT_UI_URL) when unset.",
+    )
+    block_name: str = Field(
+        default="mlops-notifications",
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Name of the Prefect notification block the automations send through.",
+    )
+
+    @property
+    def recipients(self) -> list[str]:
+        """email: the addresses of `email_to`."""
+        return [part.strip() for part in self.email_to.split(",") if part.strip()]
+
+    @property
+    def configured(self) -> bool:
+        """Whether a destination is set: without one, no automation is created."""
+        if self.kind == "email":
+            return bool(self.recipients) and self.sendgrid_api_key is not None
+        return self.url is not None and bool(self.url.get_secret_value())
+
+    def destination(self) -> str:
+        """Where messages go, fit for a log line (no path, query or secret of the URL)."""
+        if self.kind == "email":
+            return f"email to {', '.join(self.recipients) or '(nobody)'}"
+        if self.url is None:
+            return f"{self.kind} (no URL)"
+        parts = urlsplit(self.url.get_secret_value())
+        return f"{self.kind} {parts.scheme}://{parts.hostname or '?'}" + (
+            f":{parts.port}" if parts.port else ""
+        )
 
 
 class Settings(BaseSettings):
@@ -344,6 +524,8 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = RolloutSettings()
     retraining: RetrainingSettings = RetrainingSettings()
     drift: DriftSettings = DriftSettings()
+    notifications: NotificationSettings = NotificationSettings()
+    quality: QualitySettings = QualitySettings()
 
     @field_validator("home")
     @classmethod

@@ -19,6 +19,12 @@ Names and labels:
 - `mlops_serving_model_loads_total{model,version,result}`: loads (ok | refused).
 - `mlops_serving_rollout_share{model}`: the challenger's traffic share being applied.
 - `mlops_prediction_log_<stat>`: the prediction log's own counters.
+- `mlops_feature_rows_total{model}`: rows whose features were checked (the denominator).
+- `mlops_feature_null_total{model,feature}`: null (or absent) feature values.
+- `mlops_feature_out_of_range_total{model,feature}`: numeric values outside the range
+  the data contract learned at ingestion (widened by `validation.range_margin`).
+- `mlops_feature_unseen_category_total{model,feature}`: categories the contract never saw.
+  A broken pipe shows here within a scrape; the drift monitor opens the incident.
 
 Each app gets its own `CollectorRegistry` (tests build several apps in one process).
 With several uvicorn workers `PROMETHEUS_MULTIPROC_DIR` is set by `serving.server`
@@ -28,7 +34,8 @@ online-read metrics, kept in the same folder, come along).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -40,6 +47,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from mlops.quality.bounds import FeatureBounds
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -87,6 +96,49 @@ class ModelMetrics:
         """One forward pass of `rows` rows."""
         self.batch_rows.observe(rows)
         self.batch_seconds.observe(seconds)
+
+
+class FeatureQualityMetrics:
+    """Pre-labelled per-feature counters of one model's feature schema and data contract."""
+
+    def __init__(self, metrics: ServingMetrics, model: str, bounds: FeatureBounds) -> None:
+        self.bounds = bounds
+        self.rows = metrics.feature_rows.labels(model=model)
+        self.numeric_nulls = [
+            metrics.feature_nulls.labels(model=model, feature=f) for f in bounds.numeric
+        ]
+        self.out_of_range = [
+            metrics.feature_out_of_range.labels(model=model, feature=f) for f in bounds.numeric
+        ]
+        self.categorical_nulls = [
+            metrics.feature_nulls.labels(model=model, feature=f) for f in bounds.categorical
+        ]
+        self.unseen = [
+            metrics.feature_unseen.labels(model=model, feature=f)
+            for f, known in zip(bounds.categorical, bounds.categories, strict=True)
+            if known is not None
+        ]
+        self._unseen_index = [j for j, known in enumerate(bounds.categories) if known is not None]
+
+    def observe(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Count one request's rows (one numpy pass per batch; zeros are not incremented)."""
+        counts = self.bounds.count(rows)
+        self.rows.inc(counts.rows)
+        for child, value in zip(self.numeric_nulls, counts.numeric_nulls.tolist(), strict=True):
+            if value:
+                child.inc(value)
+        for child, value in zip(self.out_of_range, counts.out_of_range.tolist(), strict=True):
+            if value:
+                child.inc(value)
+        for child, value in zip(
+            self.categorical_nulls, counts.categorical_nulls.tolist(), strict=True
+        ):
+            if value:
+                child.inc(value)
+        unseen = counts.unseen.tolist()
+        for child, j in zip(self.unseen, self._unseen_index, strict=True):
+            if unseen[j]:
+                child.inc(unseen[j])
 
 
 class ServingMetrics:
@@ -175,6 +227,30 @@ class ServingMetrics:
             registry=registry,
             multiprocess_mode="liveall",
         )
+        self.feature_rows = Counter(
+            "mlops_feature_rows",
+            "Rows whose features were checked against the data contract.",
+            ("model",),
+            registry=registry,
+        )
+        self.feature_nulls = Counter(
+            "mlops_feature_null",
+            "Null or absent feature values per feature.",
+            ("model", "feature"),
+            registry=registry,
+        )
+        self.feature_out_of_range = Counter(
+            "mlops_feature_out_of_range",
+            "Numeric feature values outside the data contract's learned range.",
+            ("model", "feature"),
+            registry=registry,
+        )
+        self.feature_unseen = Counter(
+            "mlops_feature_unseen_category",
+            "Categorical feature values the data contract never saw.",
+            ("model", "feature"),
+            registry=registry,
+        )
         self._shown: set[tuple[str, str, str, str]] = set()
         self._http_children: dict[tuple[str, int], Counter] = {}
         self._models: dict[tuple[str, str, str], ModelMetrics] = {}
@@ -186,6 +262,10 @@ class ServingMetrics:
         if found is None:
             found = self._models[key] = ModelMetrics(self, model, version, variant)
         return found
+
+    def feature_quality(self, model: str, bounds: FeatureBounds) -> FeatureQualityMetrics:
+        """Per-feature null and violation counters of a model's features."""
+        return FeatureQualityMetrics(self, model, bounds)
 
     def http_response(self, route: str, code: int) -> None:
         """Count one HTTP answer."""

@@ -15,8 +15,11 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from mlops.quality.bounds import FeatureBounds
+from mlops.settings import ValidationSettings
+from mlops.validation.profile import ReferenceProfile
 from serving.loader import LoadedModel
-from serving.metrics import ServingMetrics
+from serving.metrics import FeatureQualityMetrics, ServingMetrics
 from serving.prediction_log import PredictionLog, PredictionRecord
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,34 @@ class PredictionRecorder:
         self.metrics = metrics
         self.log = log
         self._background: set[asyncio.Task[None]] = set()
+        self._profile: ReferenceProfile | None = None
+        self._validation = ValidationSettings()
+        self._feature_quality: dict[str, FeatureQualityMetrics] = {}
+
+    def set_contract(
+        self, profile: ReferenceProfile | None, validation: ValidationSettings
+    ) -> None:
+        """The data contract served feature values are counted against (None: nulls only)."""
+        self._profile = profile
+        self._validation = validation
+        self._feature_quality.clear()
+
+    def count_features(self, champion: LoadedModel, rows: list[dict[str, Any]]) -> None:
+        """Per-feature nulls and contract violations of a request's rows (never raises)."""
+        try:
+            quality = self._feature_quality.get(champion.version)
+            if quality is None:
+                bounds = FeatureBounds.build(
+                    champion.schema.numeric,
+                    champion.schema.categorical,
+                    self._profile,
+                    self._validation,
+                )
+                quality = self.metrics.feature_quality(self.model_name, bounds)
+                self._feature_quality[champion.version] = quality
+            quality.observe(rows)
+        except Exception:
+            logger.exception("counting feature quality failed")
 
     def record_failure(
         self, champion: LoadedModel, request_id: str, exc: BaseException, rows: int
@@ -81,6 +112,7 @@ class PredictionRecorder:
             metrics = self.metrics.for_model(name, challenger.version, "challenger")
             metrics.failed.inc()
             metrics.error("model_error", len(failures))
+        self.count_features(champion, rows)
         log = self.log
         if log is None:
             return

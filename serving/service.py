@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from mlops.quality.bounds import load_served_profile
+from mlops.rollout.lock import RolloutLock
 from mlops.rollout.state import (
     RolloutError,
     RolloutState,
@@ -118,6 +120,10 @@ class PredictionService:
             recorder.log = open_prediction_log(self.settings)
         recorder.log.start()
         self.metrics.add_stats("mlops_prediction_log", recorder.log.stats)
+        profile = await asyncio.to_thread(
+            load_served_profile, self.settings, self.serving.model_name
+        )
+        recorder.set_contract(profile, self.settings.validation)
         # Feast's import and store take seconds: open it while the models load.
         self._opening_features = asyncio.ensure_future(
             self.entities.open_quietly(f"{self.serving.model_name}_v1")
@@ -410,11 +416,12 @@ class PredictionService:
         """
         client = self.manager.client
         name = self.serving.model_name
+        lock = RolloutLock.for_settings(self.settings)
         try:
             if action == "pause":
-                state = await asyncio.to_thread(pause_rollout, client, name, reason)
+                state = await asyncio.to_thread(pause_rollout, client, name, reason, lock=lock)
             else:
-                state = await asyncio.to_thread(resume_rollout, client, name)
+                state = await asyncio.to_thread(resume_rollout, client, name, lock=lock)
         except RolloutError as exc:
             raise RequestError(409, "rollout_conflict", str(exc)) from exc
         self.manager.set_rollout(state)

@@ -1,21 +1,34 @@
-"""Tasks of the canary rollout: start it, take one step on the evidence, report."""
+"""Tasks of the canary rollout: start it, take one step on the evidence, report.
+
+Every state change goes through the rollout lock of the settings (compare-and-set,
+`mlops.rollout.lock`), so the run a registration started and the scheduled
+`canary-rollout/resume` run may step the same rollout at the same time.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from mlflow import MlflowClient
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from mlops.events import MODEL_PROMOTED, MODEL_ROLLED_BACK, model_resource_id
+from mlops.events import model_resource_id
 from mlops.registry.client import CHALLENGER, registry_client, version_by_alias
 from mlops.rollout.audit import AuditTrail, audit_url
-from mlops.rollout.evidence import compute_evidence
-from mlops.rollout.policy import RolloutAction, RolloutDecision, apply_decision, decide
-from mlops.rollout.state import RolloutState, RolloutStatus, read_rollout, start_rollout, utc_now
-from mlops.settings import get_settings
+from mlops.rollout.evidence import StageEvidence, compute_evidence
+from mlops.rollout.lock import RolloutLock
+from mlops.rollout.policy import (
+    RolloutAction,
+    RolloutDecision,
+    decision_events,
+    event_payload,
+)
+from mlops.rollout.state import RolloutState, read_rollout, start_rollout
+from mlops.rollout.stepper import step_rollout
+from mlops.settings import Settings, get_settings
 from serving.prediction_log import read_feedback, read_predictions
 from tasks.artifacts import artifact_key
 from tasks.retry import transient_only
@@ -38,7 +51,14 @@ def start_rollout_task(model_name: str, version: str | None) -> RolloutState:
             get_run_logger().info("model %s has no challenger: nothing to roll out", model_name)
             return read_rollout(client, model_name)
         version = str(challenger.version)
-    state = start_rollout(client, model_name, version, settings.rollout.stages)
+    state = start_rollout(
+        client,
+        model_name,
+        version,
+        settings.rollout.stages,
+        max_duration_s=settings.rollout.max_duration_s,
+        lock=RolloutLock.for_settings(settings),
+    )
     get_run_logger().info(
         "model %s v%s: rollout %s at stage %d (share %.2f%s)",
         model_name,
@@ -51,57 +71,79 @@ def start_rollout_task(model_name: str, version: str | None) -> RolloutState:
     return state
 
 
-@task(name="step-rollout")
+@task(
+    name="step-rollout", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only
+)
 def step_rollout_task(model_name: str) -> tuple[RolloutState, RolloutDecision | None]:
     """Read the evidence, decide, and make the decision true (aliases, state, audit).
 
-    Holds change nothing and are not recorded; every other decision is written to the
-    audit trail and shown as an artifact, and promotion or rollback emits its event.
+    With no active rollout this reads one registry record and returns (no decision).
+    Holds change nothing and are not recorded; every other decision is applied
+    compare-and-set: when another run changed the rollout meanwhile it is a logged
+    no-op, otherwise it is written to the audit trail and shown as an artifact, and a
+    promotion, rollback or expiry emits its events.
     """
     settings = get_settings()
     client = registry_client(settings)
-    state = read_rollout(client, model_name)
-    if state.status is not RolloutStatus.RUNNING or state.challenger_version is None:
-        return state, None
-    now = utc_now()
-    registered = client.get_model_version(model_name, state.challenger_version)
-    since = datetime.fromtimestamp(registered.creation_timestamp / 1000, tz=UTC)
-    evidence = compute_evidence(
-        state,
-        read_predictions(settings, model_name=model_name, since=since),
-        read_feedback(settings, since=since),
-        now,
-    )
-    decision = decide(state, evidence, settings.rollout, now)
-    log = get_run_logger()
+    audit = AuditTrail(audit_url(settings))
+    try:
+        step = step_rollout(
+            client,
+            model_name,
+            settings.rollout,
+            lambda state, now: _evidence(settings, client, state, now),
+            lock=RolloutLock.for_settings(settings),
+            audit=audit,
+        )
+    finally:
+        audit.close()
+    decision, log = step.decision, get_run_logger()
+    if decision is None:
+        log.info("model %s: no active rollout (%s)", model_name, step.state.status.value)
+        return step.state, None
+    version = decision.challenger_version
     if decision.action is RolloutAction.HOLD:
-        log.info("model %s v%s: hold (%s)", model_name, state.challenger_version, decision.reason)
-        return state, decision
-    after = apply_decision(client, state, decision)
-    AuditTrail(audit_url(settings)).record(decision, model_name, state.challenger_version)
+        log.info("model %s v%s: hold (%s)", model_name, version, decision.reason)
+        return step.state, decision
+    if not step.applied:
+        log.info(
+            "model %s v%s: %s not applied, the rollout changed meanwhile (now %s, revision %d)",
+            model_name,
+            version,
+            decision.action.value,
+            step.state.status.value,
+            step.state.revision,
+        )
+        return step.state, None
     (log.warning if decision.action is RolloutAction.ROLLBACK else log.info)(
-        "model %s v%s: %s (%s)",
-        model_name,
-        state.challenger_version,
-        decision.action.value,
-        decision.reason,
+        "model %s v%s: %s (%s)", model_name, version, decision.action.value, decision.reason
     )
     _publish_decision(decision)
-    if decision.action in (RolloutAction.PROMOTE, RolloutAction.ROLLBACK):
+    for name in decision_events(decision):
         emit_event(
-            event=MODEL_PROMOTED if decision.action is RolloutAction.PROMOTE else MODEL_ROLLED_BACK,
+            event=name,
             resource={
                 "prefect.resource.id": model_resource_id(model_name),
                 "prefect.resource.name": model_name,
             },
-            payload={
-                "version": state.challenger_version,
-                "reason": decision.reason,
-                "actor": decision.actor,
-                "evidence": dict(decision.evidence),
-            },
+            payload=event_payload(decision),
         )
-    return after, decision
+    return step.state, decision
+
+
+def _evidence(
+    settings: Settings, client: MlflowClient, state: RolloutState, now: datetime
+) -> StageEvidence:
+    """The evidence of a running rollout: its version's predictions and labels so far."""
+    assert state.challenger_version is not None
+    registered = client.get_model_version(state.model_name, state.challenger_version)
+    since = datetime.fromtimestamp(registered.creation_timestamp / 1000, tz=UTC)
+    return compute_evidence(
+        state,
+        read_predictions(settings, model_name=state.model_name, since=since),
+        read_feedback(settings, since=since),
+        now,
+    )
 
 
 @task(name="publish-rollout-history")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +34,12 @@ from mlops.drift import (
     write_evidently_report,
 )
 from mlops.errors import ConfigError
-from mlops.events import DRIFT_DETECTED, model_resource_id
+from mlops.events import (
+    DRIFT_ALARM_HELD,
+    DRIFT_ALARM_OVERDUE,
+    DRIFT_DETECTED,
+    model_resource_id,
+)
 from mlops.monitoring import (
     build_reference_frame,
     drift_columns,
@@ -44,12 +49,22 @@ from mlops.monitoring import (
     training_set_path,
 )
 from mlops.registry.client import CHAMPION, download_artifact, registry_client, version_by_alias
-from mlops.retraining import GuardDecision, RetrainRequest, RetrainTrigger, hold_alarm
+from mlops.retraining import (
+    GuardDecision,
+    RetrainRequest,
+    RetrainTrigger,
+    hold_alarm,
+    is_alive,
+    oldest_waiting_alarm,
+    overdue_reason,
+    run_of_flow_run,
+)
 from mlops.rollout.state import read_rollout
 from mlops.settings import get_settings
 from quantization.served import load_served_model
 from serving.prediction_log import read_feedback, read_predictions
 from tasks.artifacts import artifact_key
+from tasks.retraining import expire_stale_retrainings
 
 
 class Champion(BaseModel):
@@ -164,19 +179,31 @@ def publish_report_task(
 
 @task(name="hold-drift-alarm", retries=2, retry_delay_seconds=[2, 10])
 def hold_alarm_task(
-    champion: Champion, report: DriftReport, start: datetime, end: datetime
+    champion: Champion,
+    report: DriftReport,
+    start: datetime,
+    end: datetime,
+    quality_incident: str | None = None,
 ) -> GuardDecision | None:
     """Ask the retraining ledger whether the alarm would only be refused; record it if so.
 
-    While a retraining of the model is due or running (`retraining_in_flight`, then the
-    ledger), its cooldown holds or a rollout is in progress, the alarm goes into the
-    ledger (suppressed, or deferred as pending) instead of an event: no retraining flow
-    run is started per window only to be refused. Returns the recorded decision, or None
-    when the alarm is to be raised.
+    Retrainings the ledger says are running whose flow run is gone expire first
+    (`expire_stale_retrainings`): a killed worker's run must not hold the alarm. Then,
+    while a retraining of the model is due or running (`retraining_in_flight`, then the
+    ledger), its cooldown holds, a rollout holds retraining (active, before its
+    deadline) or a data-quality incident is open (`quality_incident`), the alarm goes
+    into the ledger (suppressed, or pending) instead of an event: no retraining flow run
+    is started per window only to be refused. A held alarm emits `mlops.drift.held`
+    (`waiting_since`: when the model's oldest pending alarm arrived, else this one); when
+    that oldest pending alarm has waited longer than `retraining.max_alarm_wait_s`,
+    `mlops.drift.overdue` too. Returns the recorded decision, or None when the alarm is
+    to be raised.
     """
     settings = get_settings()
+    now = datetime.now(UTC)
+    expire_stale_retrainings(champion.name, now=now, settings=settings)
     rollout = read_rollout(registry_client(settings), champion.name)
-    queued = retraining_in_flight(champion.name)
+    queued = retraining_in_flight(champion.name, now=now)
     request = RetrainRequest(
         trigger=RetrainTrigger.DRIFT,
         reason=drift_reason(report),
@@ -189,27 +216,64 @@ def hold_alarm_task(
     decision = hold_alarm(
         request,
         settings,
-        now=datetime.now(UTC),
-        rollout_active=rollout.active,
+        now=now,
+        rollout_active=rollout.holds_retraining(now),
         retraining_queued=queued,
         run_id=None if flow_run.id is None else str(flow_run.id),
+        quality_incident=quality_incident,
     )
-    if decision is not None:
-        get_run_logger().warning(
-            "drift detected for %s, alarm not raised (%s): %s",
-            champion.name,
-            decision.outcome.value,
-            decision.reason,
-        )
-        create_markdown_artifact(
-            key=artifact_key("drift-alarm", champion.name),
-            markdown=(
-                f"## Drift alarm held ({decision.outcome.value})\n\n"
-                f"{decision.reason}.\n\nDrift: {drift_reason(report)}; window "
-                f"{start.isoformat(timespec='seconds')} .. {end.isoformat(timespec='seconds')}; "
-                f"recorded in the retraining ledger as `{decision.key}`."
-            ),
-            description=f"Drift alarm held: {decision.outcome.value}",
+    if decision is None:
+        return None
+    log = get_run_logger()
+    log.warning(
+        "drift detected for %s, alarm not raised (%s): %s",
+        champion.name,
+        decision.outcome.value,
+        decision.reason,
+    )
+    create_markdown_artifact(
+        key=artifact_key("drift-alarm", champion.name),
+        markdown=(
+            f"## Drift alarm held ({decision.outcome.value})\n\n"
+            f"{decision.reason}.\n\nDrift: {drift_reason(report)}; window "
+            f"{start.isoformat(timespec='seconds')} .. {end.isoformat(timespec='seconds')}; "
+            f"recorded in the retraining ledger as `{decision.key}`."
+        ),
+        description=f"Drift alarm held: {decision.outcome.value}",
+    )
+    oldest = oldest_waiting_alarm(settings, champion.name)
+    resource = {
+        "prefect.resource.id": model_resource_id(champion.name),
+        "prefect.resource.name": champion.name,
+    }
+    waiting_since = decision.decided_at if oldest is None else oldest.received_at
+    emit_event(
+        event=DRIFT_ALARM_HELD,
+        resource=resource,
+        payload={
+            "version": champion.version,
+            "reason": decision.reason,
+            "outcome": decision.outcome.value,
+            "key": decision.key,
+            "waiting_since": min(waiting_since, decision.decided_at).isoformat(),
+        },
+    )
+    overdue = (
+        None
+        if oldest is None
+        else overdue_reason(oldest, now, settings.retraining.max_alarm_wait_s)
+    )
+    if oldest is not None and overdue is not None:
+        log.warning("%s", overdue)
+        emit_event(
+            event=DRIFT_ALARM_OVERDUE,
+            resource=resource,
+            payload={
+                "version": champion.version,
+                "reason": overdue,
+                "oldest_key": oldest.key,
+                "waiting_s": round((now - oldest.received_at).total_seconds(), 3),
+            },
         )
     return decision
 
@@ -218,14 +282,19 @@ TRAINING_FLOW = "training-pipeline"
 """The flow of `flows/training.py`; its retraining deployments carry the tag `retraining`."""
 
 
-def retraining_in_flight(model_name: str) -> str | None:
+def retraining_in_flight(model_name: str, *, now: datetime | None = None) -> str | None:
     """The name of a retraining flow run of the model that is due and has not finished
     (scheduled for now or earlier, pending or running), or None.
 
     Such a run decides on the drift already; another event would only start a run to be
     refused, and the ledger knows a run only once it has started deciding. A nightly
-    run scheduled for later is not in flight: the alarm must not wait for it.
+    run scheduled for later is not in flight: the alarm must not wait for it. Nor is a
+    run Prefect still says is running whose process is gone (a killed worker's run
+    stays Running on the server): one that started longer than
+    `retraining.heartbeat_timeout_s` ago is in flight only while its ledger row is
+    alive (deciding takes seconds; training beats the row).
     """
+    moment = now or datetime.now(UTC)
     wanted = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
@@ -233,14 +302,28 @@ def retraining_in_flight(model_name: str) -> str | None:
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=wanted)),
                 tags=FlowRunFilterTags(all_=["retraining"]),
-                expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=moment),
             ),
         )
     for run in runs:
         retrain = (run.parameters.get("params") or {}).get("retrain") or {}
-        if retrain.get("model_name") in (model_name, None):
-            return run.name
+        if retrain.get("model_name") not in (model_name, None):
+            continue
+        if run.state_type is StateType.RUNNING and not _running_alive(
+            str(run.id), run.start_time or run.created, moment
+        ):
+            continue
+        return run.name
     return None
+
+
+def _running_alive(run_id: str, started: datetime | None, now: datetime) -> bool:
+    settings = get_settings()
+    limit = timedelta(seconds=settings.retraining.heartbeat_timeout_s)
+    if started is None or now - started <= limit:
+        return True
+    opened = run_of_flow_run(settings, run_id)
+    return opened is not None and is_alive(opened, now, settings.retraining)
 
 
 @task(name="raise-drift-alarm")

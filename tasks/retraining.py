@@ -1,38 +1,54 @@
-"""Tasks: apply the retraining guardrails before a retraining, record how it ended."""
+"""Tasks: apply the retraining guardrails before a retraining, keep it beating while it
+trains, record how it ended, and expire retrainings whose flow run is gone."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.events import emit_event
+from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
 from mlops.dataset_spec import DatasetSpec
 from mlops.errors import ConfigError
+from mlops.events import RETRAINING_EXPIRED, model_resource_id
+from mlops.quality import open_incident
 from mlops.registry.client import registry_client
 from mlops.retraining import (
     AlarmRecord,
+    ExpiredRun,
     GuardDecision,
     RetrainRequest,
     RetrainWindow,
     RunStatus,
     check_retrain,
     count_new_rows,
+    expire_run,
+    keep_beating,
     load_window,
     pending_alarms,
     recent_alarms,
     record_outcome,
     retraining_window,
+    running_retrainings,
+    stale_reason,
     trained_until,
     window_batch_dir,
     write_window_batch,
 )
 from mlops.rollout.state import read_rollout
-from mlops.settings import get_settings
+from mlops.settings import Settings, get_settings
 from tasks.artifacts import artifact_key, fmt_count
 from tasks.retry import transient_only
 
@@ -57,12 +73,17 @@ class RetrainPlan(BaseModel):
     retry_delay_seconds=[2, 10],
     retry_condition_fn=transient_only,
 )
-def check_retrain_guardrails_task(spec: DatasetSpec, request: RetrainRequest) -> RetrainPlan:
+def check_retrain_guardrails_task(
+    spec: DatasetSpec, request: RetrainRequest, quality_incident: str | None = None
+) -> RetrainPlan:
     """Build the retraining window from the landing folder and ask the guardrails.
 
-    The window reaches back to the drift onset of this request and of every pending
-    (deferred) alarm it would take over. The decision is in the ledger before this task
-    returns; a retry of the same flow run gets the same decision back.
+    Retrainings of the model the ledger says are running whose flow run is gone expire
+    first (`expire_stale_retrainings`), so a dead run neither blocks this one nor hides
+    the alarms it held. The window reaches back to the drift onset of this request and
+    of every pending alarm it would take over. The decision is in the ledger before this
+    task returns; a retry of the same flow run gets the same decision back. An open
+    data-quality incident (`quality_incident`) holds the request as pending.
     """
     settings = get_settings()
     model = request.model_name or spec.name
@@ -73,6 +94,7 @@ def check_retrain_guardrails_task(spec: DatasetSpec, request: RetrainRequest) ->
         )
     request = request.model_copy(update={"model_name": model})
     now = datetime.now(UTC)
+    expire_stale_retrainings(model, now=now)
     rollout = read_rollout(registry_client(settings), model)
     pending = pending_alarms(settings, model)
     onsets = [moment for moment in (request.onset, *(a.onset for a in pending)) if moment]
@@ -88,11 +110,12 @@ def check_retrain_guardrails_task(spec: DatasetSpec, request: RetrainRequest) ->
         request,
         settings,
         now=now,
-        rollout_active=rollout.active,
+        rollout_active=rollout.holds_retraining(now),
         new_rows=count_new_rows(frame, spec, since),
         window_start=window.start,
         window_end=window.end,
         run_id=None if flow_run.id is None else str(flow_run.id),
+        quality_incident=quality_incident or open_incident(settings, model),
     )
     plan = RetrainPlan(decision=decision, window=window, rows=len(frame))
     if decision.proceed:
@@ -124,6 +147,113 @@ def check_retrain_guardrails_task(spec: DatasetSpec, request: RetrainRequest) ->
 def record_retrain_outcome_task(key: str, status: str, reason: str) -> None:
     """Close the retraining run in the ledger: its status starts (or not) the cooldown."""
     record_outcome(get_settings(), key, status, now=datetime.now(UTC), detail=reason)
+
+
+@contextmanager
+def retraining_heartbeat(key: str) -> Iterator[None]:
+    """Keep the running retraining `key` beating in the ledger while the block runs.
+
+    The flow process beats from a daemon thread (`mlops.retraining.keep_beating`): if
+    the worker is killed, the beats stop and the run expires after
+    `retraining.heartbeat_timeout_s` instead of holding the monitor for `max_run_s`.
+    """
+    with keep_beating(get_settings(), key):
+        yield
+
+
+FLOW_RUN_ENDED = {
+    StateType.COMPLETED,
+    StateType.FAILED,
+    StateType.CANCELLED,
+    StateType.CRASHED,
+}
+
+
+def flow_run_gone(run_id: str) -> str | None:
+    """Why the flow run that opened a retraining no longer runs it, or None.
+
+    None also when Prefect cannot say (an id that is not a flow run's, the API
+    unreachable): only evidence expires a run.
+    """
+    try:
+        flow_run_id = UUID(run_id)
+    except ValueError:
+        return None
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+    except ObjectNotFound:
+        return f"its flow run {run_id} was deleted"
+    except Exception as exc:  # the API down must not stop the monitor
+        _log().warning("cannot read flow run %s from Prefect: %r", run_id, exc)
+        return None
+    state = run.state
+    if state is None or state.type not in FLOW_RUN_ENDED:
+        return None
+    if state.type is StateType.COMPLETED:
+        return f"its flow run {run.name} ({run_id}) is Completed without recording an outcome"
+    message = f": {state.message}" if state.message else ""
+    return f"its flow run {run.name} ({run_id}) is {state.name}{message}"
+
+
+def expire_stale_retrainings(
+    model_name: str, *, now: datetime | None = None, settings: Settings | None = None
+) -> tuple[ExpiredRun, ...]:
+    """Expire the model's retrainings recorded as running whose process is gone.
+
+    A run is gone when its heartbeat is silent for longer than
+    `retraining.heartbeat_timeout_s` (or it started more than `max_run_s` ago), or when
+    Prefect says its flow run ended (Crashed, Cancelled, Failed, Completed without
+    recording an outcome) or no longer exists. Each is marked failed with the reason
+    (`mlops.retraining.expire_run`, compare-and-set), the alarms it held become pending
+    again, and `mlops.retraining.expired` is emitted about the model.
+    """
+    settings = settings or get_settings()
+    moment = now or datetime.now(UTC)
+    cfg = settings.retraining
+    expired: list[ExpiredRun] = []
+    for run in running_retrainings(settings, model_name):
+        reason = stale_reason(
+            run, moment, heartbeat_timeout_s=cfg.heartbeat_timeout_s, max_run_s=cfg.max_run_s
+        )
+        if reason is None and run.run_id:
+            reason = flow_run_gone(run.run_id)
+        if reason is None:
+            continue
+        done = expire_run(settings, run.key, reason, now=moment)
+        if done is None:  # it ended meanwhile, or another process expired it
+            continue
+        emit_event(
+            event=RETRAINING_EXPIRED,
+            resource={
+                "prefect.resource.id": model_resource_id(model_name),
+                "prefect.resource.name": model_name,
+            },
+            payload={
+                "key": run.key,
+                "run_id": run.run_id,
+                "reason": reason,
+                "started_at": run.started_at.isoformat(),
+                "reopened": list(done.reopened),
+            },
+        )
+        _log().warning(
+            "retraining %s of %s expired: %s; alarms pending again: %s",
+            run.key,
+            model_name,
+            reason,
+            ", ".join(done.reopened) or "none",
+        )
+        expired.append(done)
+    return tuple(expired)
+
+
+def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a flow or task run, this module's logger outside one."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def _guardrails_markdown(

@@ -1,15 +1,24 @@
-"""Task: validate a batch against the data contract learned from the reference."""
+"""Task: validate a batch against the data contract learned from the reference.
+
+Every quarantine (a rejected batch, or the bad rows split off a batch) is announced as
+`mlops.batch.quarantined` about the dataset, so people hear of it through the
+notification automations.
+"""
 
 from __future__ import annotations
 
+import uuid
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.states import Failed, State
 
-from mlops.contracts import DatasetRef, ValidationReport
+from mlops.contracts import DatasetRef, ValidationReport, Verdict
 from mlops.dataset_spec import DatasetSpec
 from mlops.errors import DataValidationError
+from mlops.events import BATCH_QUARANTINED, dataset_resource_id
 from mlops.settings import RowPolicy, get_settings
 from mlops.sources import read_batch
 from mlops.validation import (
@@ -61,10 +70,63 @@ def validate_batch_task(
     frame = read_batch(spec, batch.uri, settings)
     report = validate_batch(frame, batch, spec, profile, settings)
     _publish(report)
+    if report.quarantine_dir is not None:
+        announce_quarantine(report)
     if not report.passed:
         return Failed(message=report.headline(), data=DataValidationError(report))
     get_run_logger().info(report.headline())
     return report
+
+
+QUARANTINE_REASONS = 5
+"""Failed expectations named in a quarantine event's reason (the rest are counted)."""
+
+
+def quarantine_payload(report: ValidationReport) -> dict[str, object]:
+    """What a `mlops.batch.quarantined` event says: which batch, why, where, how many rows."""
+    failed = [o for o in report.failed if o.blocked_by is None]
+    clauses = [
+        f"{o.name}: {o.error or o.observed or f'{o.unexpected_count} unexpected'}"
+        for o in failed[:QUARANTINE_REASONS]
+    ]
+    if len(failed) > QUARANTINE_REASONS:
+        clauses.append(f"and {len(failed) - QUARANTINE_REASONS} more")
+    whole = report.verdict is Verdict.REJECTED
+    return {
+        "dataset": report.dataset,
+        "batch_sha256": report.batch.sha256,
+        "verdict": report.verdict.value,
+        "kind": "batch" if whole else "rows",
+        "reason": "; ".join(clauses) or report.headline(),
+        "failed_expectations": [o.name for o in failed],
+        "quarantine_path": report.quarantine_dir,
+        "report_html": report.report_html,
+        "rows": report.batch.rows if whole else report.bad_rows,
+        "batch_rows": report.batch.rows,
+    }
+
+
+def announce_quarantine(report: ValidationReport) -> dict[str, object]:
+    """Emit `mlops.batch.quarantined` about the dataset; returns the payload.
+
+    The event id is derived from the batch hash and the verdict: validating the same
+    batch again (a retried task, a re-run flow) does not announce it twice.
+    """
+    payload = quarantine_payload(report)
+    event_id = uuid.uuid5(
+        uuid.NAMESPACE_URL,
+        f"{BATCH_QUARANTINED}/{report.dataset}/{report.batch.sha256}/{report.verdict.value}",
+    )
+    emit_event(
+        event=BATCH_QUARANTINED,
+        resource={
+            "prefect.resource.id": dataset_resource_id(report.dataset),
+            "prefect.resource.name": report.dataset,
+        },
+        payload=payload,
+        id=event_id,
+    )
+    return payload
 
 
 def _publish(report: ValidationReport) -> None:

@@ -21,8 +21,15 @@ from mlops.drift.evidently_report import (
     write_evidently_report,
 )
 from mlops.drift.methods import DriftMethod, select_method
-from mlops.drift.performance import PerformanceMetrics, measure_performance
+from mlops.drift.performance import (
+    MetricDrop,
+    PerformanceMetrics,
+    PerformanceVerdict,
+    judge_performance,
+    measure_performance,
+)
 from mlops.drift.reference import (
+    PERFORMANCE_ROWS,
     ReferenceStats,
     build_reference,
     load_or_build_reference,
@@ -34,6 +41,7 @@ from mlops.drift.report import ColumnDrift, DriftReport, DriftStatus, Performanc
 from mlops.drift.settings import DriftSettings
 
 __all__ = [
+    "PERFORMANCE_ROWS",
     "ColumnDrift",
     "ColumnKind",
     "DriftColumns",
@@ -44,14 +52,17 @@ __all__ = [
     "DriftSettings",
     "DriftStatus",
     "EvidentlyVerdict",
+    "MetricDrop",
     "PerformanceMetrics",
     "PerformanceReport",
+    "PerformanceVerdict",
     "ReferenceCacheError",
     "ReferenceStats",
     "build_reference",
     "compute_drift",
     "evidently_drift_share",
     "evidently_verdicts",
+    "judge_performance",
     "load_or_build_reference",
     "load_reference",
     "measure_performance",

@@ -28,7 +28,12 @@ from mlops.drift.methods import (
     select_method,
     wasserstein_normed,
 )
-from mlops.drift.performance import PerformanceMetrics, labelled_rows, measure_performance
+from mlops.drift.performance import (
+    PerformanceMetrics,
+    judge_performance,
+    labelled_rows,
+    measure_performance,
+)
 from mlops.drift.reference import CategoricalReference, NumericReference, ReferenceStats
 from mlops.drift.reference import value_counts as count_values
 from mlops.drift.report import ColumnDrift, DriftReport, DriftStatus, PerformanceReport
@@ -239,13 +244,13 @@ def _performance(
     if prediction not in current.columns:
         return None
     probabilities, labels = labelled_rows(current, prediction, label)
-    if labels.size < settings.min_rows:
-        logger.info("performance skipped: %d labelled rows in the window", labels.size)
+    if labels.size == 0:
+        logger.info("performance skipped: no labelled row in the window")
         return None
-    return PerformanceReport(
-        current=measure_performance(probabilities, labels, settings.decision_threshold),
-        reference=reference_performance or reference.performance,
-        max_roc_auc_drop=settings.max_roc_auc_drop,
+    return judge_performance(
+        measure_performance(probabilities, labels, settings.decision_threshold),
+        reference_performance or reference.performance,
+        settings,
     )
 
 

@@ -5,7 +5,14 @@ on), so whatever a test needs from the reference is computed once here: the sort
 finite values and the standard deviation of each numeric column (Kolmogorov-Smirnov,
 Wasserstein), value counts of categorical and few-valued numeric columns (chi-square,
 Z-test, Jensen-Shannon), the same for the predicted probability, and the model's
-quality on the reference when it holds labels.
+quality on the reference when it holds labels: ROC AUC with its DeLong variance,
+accuracy and the class counts, which the performance alarm's confidence bound needs.
+
+The quality must be measured on rows the model did not learn from: a training set
+scored by its own model is optimistic (a higher ROC AUC than live traffic can ever
+reach), which reads as a performance drop on every window. A frame that marks its
+holdout rows in the boolean column `PERFORMANCE_ROWS` (`mlops.monitoring` does) has
+its quality measured on those rows only; the drift statistics use every row.
 
 On disk a reference is a folder `<cache>/<reference_id>--<key>/` with `meta.json` (sizes,
 std, counts, columns) and `values.npy` (all sorted numeric values, concatenated); `key`
@@ -38,7 +45,12 @@ from mlops.drift.errors import DriftInputError, ReferenceCacheError
 from mlops.drift.methods import FEW_NUMERIC_VALUES, FloatArray
 from mlops.drift.performance import PerformanceMetrics, labelled_rows, measure_performance
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the quality carries its DeLong variance and is measured on the holdout rows; a
+version-1 cache (quality measured on training rows) is not read, it is rebuilt."""
+PERFORMANCE_ROWS = "_drift_performance_rows"
+"""Optional boolean column of a reference frame: the rows (its holdout) whose labels
+measure the reference quality."""
 META_FILE = "meta.json"
 VALUES_FILE = "values.npy"
 _REFERENCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -122,7 +134,9 @@ def build_reference(
     Args:
         frame: the reference rows (the champion's training or holdout data).
         columns: the features by kind, and the prediction / label columns if the frame
-            holds them (the reference's performance is then measured too).
+            holds them (the reference's performance is then measured too: on the rows
+            marked in the `PERFORMANCE_ROWS` column when the frame has it, else on all
+            labelled rows, which overrates the model if it was trained on them).
         reference_id: names the reference in the cache (e.g. the snapshot's sha256 from
             the model's lineage tags); default: a content hash of the frame.
         decision_threshold: probability above which a row counts as positive.
@@ -143,7 +157,12 @@ def build_reference(
     if columns.prediction is not None and columns.prediction in frame.columns:
         prediction = numeric_reference(frame[columns.prediction], columns.prediction)
         if columns.label is not None and columns.label in frame.columns:
-            probabilities, labels = labelled_rows(frame, columns.prediction, columns.label)
+            measured = frame
+            if PERFORMANCE_ROWS in frame.columns:
+                measured = frame[frame[PERFORMANCE_ROWS].astype(bool)]
+            else:
+                logger.info("reference quality measured on all its rows (no holdout marked)")
+            probabilities, labels = labelled_rows(measured, columns.prediction, columns.label)
             if labels.size:
                 performance = measure_performance(probabilities, labels, decision_threshold)
     return ReferenceStats(

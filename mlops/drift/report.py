@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 from mlops.drift.columns import ColumnKind
 from mlops.drift.methods import DriftMethod
-from mlops.drift.performance import PerformanceMetrics
+from mlops.drift.performance import PerformanceReport, PerformanceVerdict
+
+__all__ = ["ColumnDrift", "DriftReport", "DriftStatus", "PerformanceReport"]
 
 
 class _Frozen(BaseModel):
@@ -41,29 +43,6 @@ class ColumnDrift(_Frozen):
     def method_label(self) -> str:
         """The method as Evidently names it, or a dash."""
         return "-" if self.method is None else self.method.label
-
-
-class PerformanceReport(_Frozen):
-    """Model quality in the window (labelled rows only) against the reference's."""
-
-    current: PerformanceMetrics
-    reference: PerformanceMetrics | None
-    max_roc_auc_drop: float
-
-    @property
-    def roc_auc_drop(self) -> float | None:
-        """Reference ROC AUC minus the window's (positive: worse now)."""
-        if self.reference is None or self.reference.roc_auc is None:
-            return None
-        if self.current.roc_auc is None:
-            return None
-        return self.reference.roc_auc - self.current.roc_auc
-
-    @property
-    def degraded(self) -> bool:
-        """True when ROC AUC fell by more than the allowed drop."""
-        drop = self.roc_auc_drop
-        return drop is not None and drop > self.max_roc_auc_drop
 
 
 class DriftReport(_Frozen):
@@ -137,14 +116,7 @@ class DriftReport(_Frozen):
                 f"({self.prediction.method_label} {_number(self.prediction.score)})"
             )
         if self.performance is not None:
-            perf = self.performance
-            reference_auc = None if perf.reference is None else perf.reference.roc_auc
-            lines.append(
-                f"- performance on {perf.current.rows:,} labelled rows: ROC AUC "
-                f"{_number(perf.current.roc_auc)} (reference {_number(reference_auc)}), "
-                f"accuracy {_number(perf.current.accuracy)}"
-                f"{', **degraded**' if perf.degraded else ''}"
-            )
+            lines += _performance_lines(self.performance)
         if self.message:
             lines.append(f"- note: {self.message}")
         lines += [
@@ -163,6 +135,38 @@ class DriftReport(_Frozen):
                 f"{_number(verdict.score)} | {_number(verdict.threshold)} | {flag} |"
             )
         return "\n".join(lines)
+
+
+def _performance_lines(perf: PerformanceReport) -> list[str]:
+    current = perf.current
+    head = (
+        f"- performance on {current.rows:,} labelled rows ({current.positives:,} positives, "
+        f"{current.negatives:,} negatives): "
+    )
+    if perf.verdict is PerformanceVerdict.INSUFFICIENT_LABELS:
+        return [
+            f"{head}insufficient labels (judged from {perf.min_positives} positives and "
+            f"{perf.min_negatives} negatives); ROC AUC {_number(current.roc_auc)}, "
+            f"accuracy {_number(current.accuracy)}"
+        ]
+    if perf.verdict is PerformanceVerdict.NO_REFERENCE:
+        return [f"{head}not judged: {perf.note}"]
+    verdict = f"**degraded** ({', '.join(perf.degraded_metrics)})" if perf.degraded else "stable"
+    lines = [
+        f"{head}{verdict}; a metric is degraded when the one-sided lower bound of its drop "
+        f"exceeds the tolerance (false alarm rate <= {perf.alpha:g} per window)",
+        "",
+        "| metric | reference | window | drop | lower bound | confidence | tolerance | degraded |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for drop in perf.drops:
+        lines.append(
+            f"| {drop.metric} | {drop.reference:.4f} | {drop.current:.4f} | "
+            f"{drop.drop:+.4f} | {drop.lower_bound:+.4f} | {1 - drop.alpha:.1%} | "
+            f"{drop.tolerance:g} | {'**yes**' if drop.degraded else 'no'} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _number(value: float | None) -> str:

@@ -1,29 +1,42 @@
 """From a drift alarm to a retraining run (issue #6), without Prefect.
 
-`guardrails` decides whether a retraining may start (cooldown, debounce, rollout in
-progress, minimum new data) and keeps every decision in a SQL ledger; `window` chooses
-the rows the retrained model learns from and writes them as one immutable batch.
+`models` names the requests, decisions and ledger rows; `rules` holds the pure
+guardrails (data-quality incident, running or stale, cooldown, debounce, rollout in
+progress, minimum new data); `ledger` keeps them in SQL; `guardrails` applies the rules
+to the ledger (`check_retrain` for a retraining, `hold_alarm` for the drift monitor);
+`heartbeat` beats a running retraining's row so a killed worker's run expires
+(`expire_run`); `window` chooses the rows the retrained model learns from and writes
+them as one immutable batch.
 """
 
 from __future__ import annotations
 
-from mlops.retraining.guardrails import (
+from mlops.retraining.guardrails import check_retrain, hold_alarm
+from mlops.retraining.heartbeat import keep_beating
+from mlops.retraining.ledger import (
+    beat,
+    expire_run,
+    ledger_url,
+    oldest_waiting_alarm,
+    pending_alarms,
+    recent_alarms,
+    record_outcome,
+    retrain_runs,
+    run_of_flow_run,
+    running_retrainings,
+    trained_until,
+)
+from mlops.retraining.models import (
     AlarmRecord,
+    ExpiredRun,
     GuardDecision,
     GuardOutcome,
     RetrainRequest,
     RetrainRun,
     RetrainTrigger,
     RunStatus,
-    check_retrain,
-    hold_alarm,
-    ledger_url,
-    pending_alarms,
-    recent_alarms,
-    record_outcome,
-    retrain_runs,
-    trained_until,
 )
+from mlops.retraining.rules import is_alive, overdue_reason, stale_reason
 from mlops.retraining.window import (
     RetrainWindow,
     WindowBatch,
@@ -39,6 +52,7 @@ from mlops.retraining.window import (
 
 __all__ = [
     "AlarmRecord",
+    "ExpiredRun",
     "GuardDecision",
     "GuardOutcome",
     "RetrainRequest",
@@ -48,18 +62,27 @@ __all__ = [
     "RunStatus",
     "WindowBatch",
     "as_utc",
+    "beat",
     "check_retrain",
     "collect_window",
     "count_new_rows",
+    "expire_run",
     "hold_alarm",
+    "is_alive",
+    "keep_beating",
     "landing_batches",
     "ledger_url",
     "load_window",
+    "oldest_waiting_alarm",
+    "overdue_reason",
     "pending_alarms",
     "recent_alarms",
     "record_outcome",
     "retrain_runs",
     "retraining_window",
+    "run_of_flow_run",
+    "running_retrainings",
+    "stale_reason",
     "trained_until",
     "window_batch_dir",
     "write_window_batch",

@@ -1,7 +1,9 @@
-"""The canary policy: what to do with a rollout given its evidence, and doing it.
+"""The canary policy: what to do with a rollout given its evidence (pure; no registry).
 
 `decide` is a pure function of (state, evidence, settings, now), in this order:
 
+0. A **paused** rollout holds, until it has been paused `paused_expiry_s` (or reaches
+   its deadline): then it is rolled back, "expired without evidence".
 1. **Guardrails** roll back at once, whatever the stage:
    - errors: the challenger's error rate in the stage is *significantly* above
      `max_error_rate` (the one-sided Clopper-Pearson lower bound at confidence
@@ -20,46 +22,39 @@
    conservative default: **roll back, "no evidence of improvement"**. A challenger
    must show it is better to replace the champion; an equivalent one is not worth
    the change. (A setting could make this "promote when not worse" later.)
-5. Otherwise **hold**, saying what is missing.
+5. At or after the rollout's **deadline** (`max_duration_s` after its start) with no
+   verdict from 1. or 2.: **roll back, "expired without evidence"**, naming the stage,
+   the share and what the evidence held. A rollout never stays active past its
+   deadline, and retraining is never deferred forever behind one
+   (`RolloutState.holds_retraining`).
+6. Otherwise **hold**, saying what is missing.
 
-`apply_decision` makes a decision true in the registry (aliases, version tags, the
-rollout state) and is idempotent: a decision made on a state that has moved since is
-a logged no-op. People act through `promote_now` and `rollback_now`.
+`mlops.rollout.actions` makes a decision true in the registry (`apply_decision`) and
+holds what people do by hand; `decision_events` and `event_payload` say which Prefect
+events a decision emits and what they carry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import beta
 
-from mlops.registry.client import CHALLENGER, CHAMPION, version_by_alias
+from mlops.events import MODEL_PROMOTED, MODEL_ROLLED_BACK, ROLLOUT_EXPIRED
 from mlops.rollout.evidence import StageEvidence, SummaryValue
 from mlops.rollout.sequential import DEFAULT_TAU, TestDecision, msprt
-from mlops.rollout.state import (
-    RolloutError,
-    RolloutState,
-    RolloutStatus,
-    read_rollout,
-    utc_now,
-    write_rollout,
-)
+from mlops.rollout.state import RolloutState, RolloutStatus
 from mlops.settings import RolloutSettings
 
 logger = logging.getLogger(__name__)
 
 POLICY_ACTOR = "rollout-policy"
-ROLLED_BACK_REASON_TAG = "rollout.rolled_back_reason"
-PROMOTED_REASON_TAG = "rollout.promoted_reason"
-RESTORED_REASON_TAG = "rollout.restored_reason"
-DECIDED_BY_TAG = "rollout.decided_by"
 NO_EVIDENCE = "no evidence of improvement"
+EXPIRED = "expired without evidence"
 
 
 class RolloutAction(StrEnum):
@@ -90,6 +85,12 @@ class RolloutDecision(BaseModel):
     decided_at: datetime
     actor: str
     """Who or what decided: `rollout-policy` or a person's name."""
+    expired: bool = False
+    """A rollback because the rollout reached its deadline (or a paused one its expiry)."""
+    from_revision: int | None = None
+    """The revision of the state decided on; applying it to another revision is a no-op."""
+    from_share: float | None = None
+    """The challenger's share of answered traffic when the decision was made."""
 
     @property
     def decision_id(self) -> str:
@@ -121,9 +122,15 @@ def decide(
     stages = settings.stages
     last = len(stages) - 1
     stage = min(state.stage, last)
+    deadline = rollout_deadline(state, settings)
 
     def decision(
-        action: RolloutAction, reason: str, to_stage: int, facts: dict[str, SummaryValue]
+        action: RolloutAction,
+        reason: str,
+        to_stage: int,
+        facts: dict[str, SummaryValue],
+        *,
+        expired: bool = False,
     ) -> RolloutDecision:
         share = {
             RolloutAction.ADVANCE: stages[to_stage],
@@ -142,11 +149,52 @@ def decide(
             evidence=facts,
             decided_at=now,
             actor=actor,
+            expired=expired,
+            from_revision=state.revision,
+            from_share=state.share,
         )
 
-    if state.status is not RolloutStatus.RUNNING or state.challenger_version is None:
+    def expire(why: str, facts: dict[str, SummaryValue]) -> RolloutDecision:
+        """Roll back at the deadline (or a paused rollout at its expiry), saying on what."""
+        facts = facts | {
+            "expired": True,
+            "deadline": None if deadline is None else deadline.isoformat(),
+            "stage": state.stage,
+            "share": state.share,
+            "status_before": state.status.value,
+        }
+        labelled = facts.get("labelled_paired", 0) or 0
+        labelled = int(labelled) + int(facts.get("labelled_challenger", 0) or 0)
+        seen = (
+            f"{facts.get('challenger_predictions', 0)} challenger predictions in the stage, "
+            f"{labelled}/{settings.min_labels} labelled"
+        )
+        if "p_better" in facts:
+            seen += f", p_better {facts['p_better']:.3g} > alpha {settings.alpha}"
+        return decision(
+            RolloutAction.ROLLBACK,
+            f"{EXPIRED}: {why} at stage {state.stage} ({_share(state.share)} of traffic); {seen}",
+            state.stage,
+            facts,
+            expired=True,
+        )
+
+    if not state.active or state.challenger_version is None:
         return decision(RolloutAction.HOLD, f"rollout is {state.status}", state.stage, {})
+    if state.status is RolloutStatus.PAUSED:
+        expiry = paused_expiry(state, settings)
+        ends = [moment for moment in (deadline, expiry) if moment is not None]
+        if not ends or now < min(ends):
+            return decision(RolloutAction.HOLD, f"rollout is {state.status}", state.stage, {})
+        why = (
+            f"paused since {_when(state.paused_at)} (expiry after {settings.paused_expiry_s:g} s)"
+            if expiry is not None and now >= expiry
+            else f"deadline {_when(deadline)} reached while paused"
+        )
+        return expire(why, {})
     if evidence is None:
+        if deadline is not None and now >= deadline:
+            return expire(f"deadline {_when(deadline)} reached", {})
         return decision(RolloutAction.HOLD, "no evidence yet", state.stage, {})
     if evidence.challenger_version != state.challenger_version:
         raise ValueError(
@@ -189,9 +237,13 @@ def decide(
             facts,
         )
 
-    # 3. / 4. / 5. stage progress
-    missing = _missing(state, evidence, settings, now)
+    # 5. the deadline: no verdict in time
     facts["stage_seconds"] = _stage_seconds(state, now)
+    if deadline is not None and now >= deadline:
+        return expire(f"deadline {_when(deadline)} reached", facts)
+
+    # 3. / 4. / 6. stage progress
+    missing = _missing(state, evidence, settings, now)
     if missing:
         return decision(RolloutAction.HOLD, "waiting for " + ", ".join(missing), state.stage, facts)
     if stage >= last:
@@ -209,244 +261,6 @@ def decide(
         to,
         facts,
     )
-
-
-def apply_decision(
-    client: MlflowClient, state: RolloutState, decision: RolloutDecision
-) -> RolloutState:
-    """Make a policy decision true in the registry and return the new rollout state.
-
-    Idempotent: the state is read again, and a decision made on a state that has moved
-    since (another stage, status or version) changes nothing (logged). A hold changes
-    nothing either. Promotion moves `champion` to the challenger and removes
-    `challenger`; rollback removes `challenger` and tags the version with the reason;
-    the aliases move before the state is written, so a crash in between is repaired by
-    deciding and applying again.
-    """
-    current = read_rollout(client, state.model_name)
-    if decision.action is RolloutAction.HOLD:
-        return current
-    if (
-        current.status is not RolloutStatus.RUNNING
-        or current.challenger_version != decision.challenger_version
-        or current.stage != decision.from_stage
-    ):
-        logger.info(
-            "model %s: %s of v%s decided at stage %d no longer applies "
-            "(rollout is %s, v%s, stage %d): nothing done",
-            decision.model_name,
-            decision.action,
-            decision.challenger_version,
-            decision.from_stage,
-            current.status,
-            current.challenger_version,
-            current.stage,
-        )
-        return current
-    return _apply(client, current, decision)
-
-
-def promote_now(
-    client: MlflowClient,
-    model_name: str,
-    actor: str,
-    reason: str,
-    *,
-    now: datetime | None = None,
-) -> RolloutDecision:
-    """A person promotes the challenger now, whatever the rollout's stage or status.
-
-    Returns the decision (record it in the audit trail); `read_rollout` gives the new
-    state. Promoting an already promoted rollout returns a hold and changes nothing.
-
-    Raises:
-        RolloutError: there is no challenger to promote.
-    """
-    return _manual(client, model_name, RolloutAction.PROMOTE, actor, reason, now or utc_now())
-
-
-def rollback_now(
-    client: MlflowClient,
-    model_name: str,
-    actor: str,
-    reason: str,
-    *,
-    now: datetime | None = None,
-) -> RolloutDecision:
-    """A person rolls the challenger back now (its version is tagged with the reason).
-
-    Returns the decision (record it in the audit trail). Rolling back an already
-    rolled-back rollout returns a hold and changes nothing.
-
-    Raises:
-        RolloutError: there is no challenger to roll back.
-    """
-    return _manual(client, model_name, RolloutAction.ROLLBACK, actor, reason, now or utc_now())
-
-
-def restore_champion(
-    client: MlflowClient,
-    model_name: str,
-    version: str,
-    actor: str,
-    reason: str,
-    *,
-    now: datetime | None = None,
-) -> RolloutDecision:
-    """A person makes an earlier version the champion again (the undo of a promotion).
-
-    Serving replicas follow the alias within their poll interval. Returns the decision
-    (record it in the audit trail); restoring the version that already is the champion
-    returns a hold and changes nothing.
-
-    Raises:
-        RolloutError: the version does not exist, or a rollout is in progress (roll the
-            challenger back first: a restore must not race the rollout's decisions).
-    """
-    now = now or utc_now()
-    state = read_rollout(client, model_name)
-    if state.active:
-        raise RolloutError(
-            f"model {model_name}: the rollout of v{state.challenger_version} is in progress; "
-            "roll it back before restoring a champion"
-        )
-    try:
-        client.get_model_version(model_name, version)
-    except MlflowException as exc:
-        raise RolloutError(f"model {model_name} has no version {version}") from exc
-    champion = version_by_alias(client, model_name, CHAMPION)
-    before = None if champion is None else str(champion.version)
-    done = before == version
-    decision = RolloutDecision(
-        model_name=model_name,
-        challenger_version=version,
-        action=RolloutAction.HOLD if done else RolloutAction.RESTORE,
-        reason=f"v{version} already is the champion" if done else reason,
-        from_stage=state.stage,
-        to_stage=state.stage,
-        to_share=0.0,
-        evidence={"manual": True, "champion_before": before},
-        decided_at=now,
-        actor=actor,
-    )
-    if done:
-        return decision
-    client.set_registered_model_alias(model_name, CHAMPION, version)
-    client.set_model_version_tag(model_name, version, RESTORED_REASON_TAG, reason)
-    client.set_model_version_tag(model_name, version, DECIDED_BY_TAG, actor)
-    logger.warning(
-        "model %s: champion restored to v%s (was v%s): %s", model_name, version, before, reason
-    )
-    return decision
-
-
-def _manual(
-    client: MlflowClient,
-    model_name: str,
-    action: RolloutAction,
-    actor: str,
-    reason: str,
-    now: datetime,
-) -> RolloutDecision:
-    state = read_rollout(client, model_name)
-    version = state.challenger_version if state.active else None
-    if version is None:
-        challenger = version_by_alias(client, model_name, CHALLENGER)
-        champion = version_by_alias(client, model_name, CHAMPION)
-        if challenger is not None and (
-            champion is None or str(champion.version) != str(challenger.version)
-        ):
-            version = str(challenger.version)
-    done = RolloutStatus.PROMOTED if action is RolloutAction.PROMOTE else RolloutStatus.ROLLED_BACK
-    if version is None and state.status is done:
-        logger.info("model %s v%s: already %s", model_name, state.challenger_version, done)
-        return RolloutDecision(
-            model_name=model_name,
-            challenger_version=state.challenger_version,
-            action=RolloutAction.HOLD,
-            reason=f"already {done}",
-            from_stage=state.stage,
-            to_stage=state.stage,
-            to_share=state.share,
-            evidence={"manual": True, "status_before": state.status.value},
-            decided_at=now,
-            actor=actor,
-        )
-    if version is None:
-        raise RolloutError(f"model {model_name}: no challenger to {action}")
-    made = RolloutDecision(
-        model_name=model_name,
-        challenger_version=version,
-        action=action,
-        reason=reason,
-        from_stage=state.stage,
-        to_stage=state.stage,
-        to_share=1.0 if action is RolloutAction.PROMOTE else 0.0,
-        evidence={"manual": True, "status_before": state.status.value},
-        decided_at=now,
-        actor=actor,
-    )
-    if state.challenger_version != version:  # no rollout of it: the decision starts its record
-        state = RolloutState(model_name=model_name, challenger_version=version, stage=state.stage)
-    _apply(client, state, made)
-    return made
-
-
-def _apply(client: MlflowClient, state: RolloutState, decision: RolloutDecision) -> RolloutState:
-    name, version = state.model_name, decision.challenger_version
-    assert version is not None
-    if decision.action is RolloutAction.PROMOTE:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        _clear_challenger(client, name, version)
-        client.set_model_version_tag(name, version, PROMOTED_REASON_TAG, decision.reason)
-        client.set_model_version_tag(name, version, DECIDED_BY_TAG, decision.actor)
-        new = state.model_copy(
-            update={
-                "status": RolloutStatus.PROMOTED,
-                "share": 0.0,
-                "shadow": False,
-                "reason": decision.reason,
-                "updated_at": decision.decided_at,
-            }
-        )
-        logger.info("model %s v%s promoted to champion: %s", name, version, decision.reason)
-    elif decision.action is RolloutAction.ROLLBACK:
-        _clear_challenger(client, name, version)
-        client.set_model_version_tag(name, version, ROLLED_BACK_REASON_TAG, decision.reason)
-        client.set_model_version_tag(name, version, DECIDED_BY_TAG, decision.actor)
-        new = state.model_copy(
-            update={
-                "status": RolloutStatus.ROLLED_BACK,
-                "share": 0.0,
-                "shadow": False,
-                "reason": decision.reason,
-                "updated_at": decision.decided_at,
-            }
-        )
-        logger.warning("model %s v%s rolled back: %s", name, version, decision.reason)
-    elif decision.action is RolloutAction.ADVANCE:
-        new = state.model_copy(
-            update={
-                "stage": decision.to_stage,
-                "share": decision.to_share,
-                "shadow": decision.to_share == 0.0,
-                "stage_started_at": decision.decided_at,
-                "updated_at": decision.decided_at,
-                "reason": decision.reason,
-            }
-        )
-        logger.info("model %s v%s: %s", name, version, decision.reason)
-    else:
-        return state
-    write_rollout(client, new)
-    return new
-
-
-def _clear_challenger(client: MlflowClient, name: str, version: str) -> None:
-    """Remove `challenger` if it still names this version (a newer one keeps it)."""
-    holder = version_by_alias(client, name, CHALLENGER)
-    if holder is not None and str(holder.version) == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
 
 
 def _guardrail_breach(evidence: StageEvidence, settings: RolloutSettings) -> str:
@@ -497,3 +311,50 @@ def _stage_seconds(state: RolloutState, now: datetime) -> float:
 
 def _share(share: float) -> str:
     return "shadow" if share == 0.0 else f"{share:.0%}"
+
+
+def rollout_deadline(state: RolloutState, settings: RolloutSettings) -> datetime | None:
+    """When an unfinished rollout expires: its own deadline, or (a state written before
+    deadlines existed) `max_duration_s` after its start or its stage's start."""
+    if state.deadline is not None:
+        return state.deadline
+    began = state.started_at or state.stage_started_at or state.updated_at
+    return None if began is None else began + timedelta(seconds=settings.max_duration_s)
+
+
+def paused_expiry(state: RolloutState, settings: RolloutSettings) -> datetime | None:
+    """When a paused rollout expires: `paused_expiry_s` after it was paused (None when it
+    is not paused, or was paused before pauses were timed: its deadline still holds)."""
+    if state.status is not RolloutStatus.PAUSED or state.paused_at is None:
+        return None
+    return state.paused_at + timedelta(seconds=settings.paused_expiry_s)
+
+
+def decision_events(decision: RolloutDecision) -> tuple[str, ...]:
+    """The event names (`mlops.events`) a decision emits once applied."""
+    if decision.action is RolloutAction.PROMOTE:
+        return (MODEL_PROMOTED,)
+    if decision.action is RolloutAction.ROLLBACK:
+        return (MODEL_ROLLED_BACK, ROLLOUT_EXPIRED) if decision.expired else (MODEL_ROLLED_BACK,)
+    return ()
+
+
+def event_payload(decision: RolloutDecision) -> dict[str, object]:
+    """What a promotion, rollback or expiry event carries: who, what, why, where, evidence."""
+    return {
+        "version": decision.challenger_version,
+        "reason": decision.reason,
+        "actor": decision.actor,
+        "action": decision.action.value,
+        "expired": decision.expired,
+        "stage": decision.from_stage,
+        "share": decision.to_share if decision.from_share is None else decision.from_share,
+        "to_share": decision.to_share,
+        "decided_at": decision.decided_at.isoformat(),
+        "decision_id": decision.decision_id,
+        "evidence": dict(decision.evidence),
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.isoformat(timespec="seconds")

@@ -138,11 +138,11 @@ def run_drift_recovery(config: ScenarioConfig) -> ScenarioSummary:
     """
     config.out.mkdir(parents=True, exist_ok=True)
     compression = Compression(config.window_seconds, config.rows_per_window)
-    with running_stack(config.out, compression) as stack:
+    with running_stack(config.out, compression.environment) as stack:
         settings = get_settings()
-        old = _train_first_champion(config)
+        old = train_first_champion(config.train_rows, config.seed, config.out)
         url = start_service(stack)
-        _wait_ready(url)
+        wait_ready(url)
         api = PrefectApi(stack.api_url)
         try:
             summary = _replay(config, settings, url, api, old)
@@ -158,10 +158,10 @@ def run_drift_recovery(config: ScenarioConfig) -> ScenarioSummary:
     return summary
 
 
-def _train_first_champion(config: ScenarioConfig) -> str:
+def train_first_champion(rows: int, seed: int, out: Path) -> str:
     """The training pipeline on a baseline batch, in this process; the champion's version."""
     training = _flows("training")
-    batch = training_batch(config.train_rows, config.seed, config.out / "baseline.parquet")
+    batch = training_batch(rows, seed, out / "baseline.parquet")
     params = training.TrainingPipelineParams(data=str(batch), dataset_config=str(DATASET_CONFIG))
     result = training.run_training_pipeline(params)
     if result.model is None:
@@ -169,7 +169,8 @@ def _train_first_champion(config: ScenarioConfig) -> str:
     return str(result.model.version)
 
 
-def _wait_ready(url: str, timeout_s: float = 120.0) -> None:
+def wait_ready(url: str, timeout_s: float = 120.0) -> None:
+    """Poll the service until it has a champion loaded."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

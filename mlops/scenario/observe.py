@@ -57,6 +57,23 @@ class PrefectApi:
         run: dict[str, Any] = self._client.get(f"/flow_runs/{run_id}").raise_for_status().json()
         return run
 
+    def events(self, prefix: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Events whose name starts with `prefix` in [since, until], oldest first (all pages)."""
+        body = {
+            "filter": {
+                "occurred": {"since": since.isoformat(), "until": until.isoformat()},
+                "event": {"prefix": [prefix]},
+                "order": "ASC",
+            },
+            "limit": 50,
+        }
+        page = self._client.post("/events/filter", json=body).raise_for_status().json()
+        found: list[dict[str, Any]] = list(page["events"])
+        while page.get("next_page"):
+            page = self._client.get(page["next_page"]).raise_for_status().json()
+            found += page["events"]
+        return sorted(found, key=lambda event: str(event["occurred"]))
+
     def create_markdown_artifact(self, key: str, markdown: str, description: str) -> str:
         """A markdown artifact (not tied to a flow run); returns its id."""
         response = self._client.post(

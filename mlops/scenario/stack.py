@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +72,6 @@ class Compression:
             "MLOPS_SERVING__PORT": str(serving_port),
             "MLOPS_SERVING__POLL_INTERVAL_S": "0.5",
             "MLOPS_SERVING__LOG_FLUSH_INTERVAL_S": "0.2",
-            # A window holds minutes, not an hour, of labels: a ROC AUC on a few dozen
-            # frauds moves by several points by chance (0.175 seen on baseline traffic),
-            # while the concept shift drops it by 0.3-0.55.
-            "MLOPS_DRIFT__MAX_ROC_AUC_DROP": "0.25",
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
@@ -88,26 +84,36 @@ def _canary_steps_each_second(deployment: dict[str, Any]) -> None:
 
 
 @contextmanager
-def running_stack(out: Path, compression: Compression) -> Iterator[LocalStack]:
+def running_stack(
+    out: Path,
+    environment: Callable[[Path, int], dict[str, str]],
+    *,
+    deployments: Sequence[str] = DEPLOYMENTS,
+    adjust: Callable[[dict[str, Any]], None] = _canary_steps_each_second,
+) -> Iterator[LocalStack]:
     """Server, the loop's deployments, a worker and the prediction service; stopped after.
 
     The driver's own environment is switched to the scenario's settings and server
     first, so what it runs in-process (the first training, the monitor) and what the
     worker runs share one state directory and one Prefect API.
+
+    Args:
+        out: the scenario's folder (state, Prefect home, logs).
+        environment: the `MLOPS_*` settings of every process, given the state
+            directory and the service's port (e.g. `Compression.environment`).
+        deployments: the deployments of `prefect.yaml` the scenario needs.
+        adjust: edits each deployment of the quiet copy of `prefect.yaml` (schedules
+            are off unless it turns them on).
     """
     serving_port = free_port()
-    env = compression.environment(out / "state", serving_port)
+    env = environment(out / "state", serving_port)
     stack = LocalStack(
         repo=REPO,
         run_dir=out / "run",
         prefect_home=out / "prefect",
         port=free_port(),
         worker_query_seconds=1.0,
-        prefect_file=str(
-            quiet_prefect_file(
-                REPO, out / "prefect.scenario.yaml", adjust=_canary_steps_each_second
-            )
-        ),
+        prefect_file=str(quiet_prefect_file(REPO, out / "prefect.scenario.yaml", adjust=adjust)),
         serving_port=serving_port,
         env=env,
     )
@@ -117,7 +123,7 @@ def running_stack(out: Path, compression: Compression) -> Iterator[LocalStack]:
     try:
         start_server(stack)
         ensure_pool(stack)
-        deploy(stack, DEPLOYMENTS)
+        deploy(stack, list(deployments))
         start_worker(stack)
         yield stack
     finally:

@@ -9,7 +9,9 @@ were served as their event time, which is what the retraining window selects on.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -98,10 +100,16 @@ def training_batch(rows: int, seed: int, out: Path) -> Path:
 
 
 class TrafficClient:
-    """Sends a window's rows to the service over HTTP and returns its labels later."""
+    """Sends a window's rows to the service over HTTP and returns its labels later.
 
-    def __init__(self, url: str) -> None:
+    `statuses` counts the HTTP status of every prediction request. A refused request
+    raises, unless the client is `tolerant` (a soak counts refusals and goes on).
+    """
+
+    def __init__(self, url: str, *, tolerant: bool = False) -> None:
         self._client = httpx.Client(base_url=url, timeout=30.0)
+        self._tolerant = tolerant
+        self.statuses: Counter[int] = Counter()
         schema = self._client.get("/v1/models").raise_for_status().json()["input_schema"]
         self._features = [f["name"] for f in schema["features"]]
         self._numeric = {f["name"] for f in schema["features"] if f["type"] == "number"}
@@ -110,18 +118,20 @@ class TrafficClient:
         """Close the HTTP connection pool."""
         self._client.close()
 
-    def send(self, frame: pd.DataFrame, duration_s: float) -> tuple[list[Answer], pd.DataFrame]:
-        """Send `frame` in requests spread evenly over `duration_s` seconds.
+    def send(
+        self, frame: pd.DataFrame, duration_s: float, request_rows: int = REQUEST_ROWS
+    ) -> tuple[list[Answer], pd.DataFrame]:
+        """Send `frame` in requests of `request_rows` spread evenly over `duration_s` seconds.
 
         Returns the answers and the rows as they happened: the event time of each row is
         the instant it was served (unique per row, so keys never collide).
         """
         answers: list[Answer] = []
         served_at: list[pd.Timestamp] = []
-        requests = max(1, -(-len(frame) // REQUEST_ROWS))
+        requests = max(1, -(-len(frame) // request_rows))
         began = time.monotonic()
         for i in range(requests):
-            part = frame.iloc[i * REQUEST_ROWS : (i + 1) * REQUEST_ROWS]
+            part = frame.iloc[i * request_rows : (i + 1) * request_rows]
             now = pd.Timestamp.now(tz="UTC")
             served_at += [now + pd.Timedelta(microseconds=k) for k in range(len(part))]
             answers += self._predict(part)
@@ -134,8 +144,17 @@ class TrafficClient:
 
     def _predict(self, part: pd.DataFrame) -> list[Answer]:
         instances = [self._instance(row) for row in part.to_dict("records")]
-        response = self._client.post("/v1/predict", json={"instances": instances})
+        try:
+            response = self._client.post("/v1/predict", json={"instances": instances})
+        except httpx.HTTPError:
+            if not self._tolerant:
+                raise
+            self.statuses[0] += 1  # no answer at all
+            return []
+        self.statuses[response.status_code] += 1
         if response.status_code != 200:
+            if self._tolerant:
+                return []
             raise RuntimeError(
                 f"the service refused a request: {response.status_code} {response.text}"
             )
@@ -150,7 +169,10 @@ class TrafficClient:
         out: dict[str, Any] = {ENTITY: str(row[ENTITY])}
         for name in self._features:
             value = row[name]
-            out[name] = float(value) if name in self._numeric else str(value)
+            if name in self._numeric:
+                out[name] = None if math.isnan(float(value)) else float(value)
+            else:
+                out[name] = str(value)
         return out
 
     def post_labels(self, answers: list[Answer]) -> None:

@@ -171,3 +171,15 @@ def test_a_genuinely_better_challenger_is_promoted(fast_rollout: Settings, tmp_p
     assert version_by_alias(client, "card_fraud", CHALLENGER) is None
     history = AuditTrail(audit_url(fast_rollout)).history("card_fraud")
     assert history[-1].action == "promote" and history[-1].actor == "rollout-policy"
+
+
+def test_the_resume_run_without_an_active_rollout_is_a_cheap_no_op(
+    fast_rollout: Settings,
+) -> None:
+    """What `canary-rollout/resume` does every 5 minutes when nothing is rolling out."""
+    outcome = canary_rollout(CanaryParams(model_name="card_fraud", start=False))
+    assert outcome.state.status is RolloutStatus.IDLE and outcome.decisions == []
+    # one registry read: no lock taken, no audit trail opened, no challenger started
+    assert not (fast_rollout.home / "rollout-lock.db").exists()
+    assert not (fast_rollout.home / "rollout.db").exists()
+    assert version_by_alias(registry_client(fast_rollout), "card_fraud", CHALLENGER) is None

@@ -129,3 +129,101 @@ def test_the_reference_is_computed_once_per_champion(monitored: Monitored) -> No
     _monitor(QUIET_END, html_report=False)
     after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     assert after == before
+
+
+# --- data quality: a broken pipe is an incident, not drift ---------------------------
+
+BROKEN_END = NOW - timedelta(hours=4)
+
+
+def _server_events(name: str, since: datetime) -> list[dict[str, object]]:
+    """Events of one name the server has stored since `since` (polled: storage is async)."""
+    import time
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    deadline = time.monotonic() + 30.0
+    body = {
+        "filter": {
+            "event": {"name": [name]},
+            "occurred": {"since": since.isoformat(), "until": datetime.now(UTC).isoformat()},
+        },
+        "limit": 50,
+    }
+    events: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        body["filter"]["occurred"]["until"] = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()  # type: ignore[index]
+        answer = httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json=body, timeout=10)
+        answer.raise_for_status()
+        events = answer.json()["events"]
+        if events:
+            return events
+        time.sleep(0.5)
+    return events
+
+
+def test_a_feature_turning_all_null_is_an_incident_not_drift(monitored: Monitored) -> None:
+    from mlops.events import DATA_QUALITY_DEGRADED, ROLLOUT_PAUSED
+    from mlops.quality import open_incident
+    from mlops.retraining import GuardOutcome, recent_alarms
+    from mlops.rollout.state import RolloutState, RolloutStatus, read_rollout, write_rollout
+
+    settings = monitored.settings
+    client = registry_client(settings)
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    later = START + timedelta(days=8)
+    broken = generate(Scenario.COVARIATE_SHIFT, 1_500, later, days=1, seed=13)
+    broken["amount"] = float("nan")  # the upstream pipe lost the column
+    _log_traffic(settings, broken, BROKEN_END, "broken")
+    running = RolloutState(
+        model_name="card_fraud",
+        challenger_version=monitored.version,
+        status=RolloutStatus.RUNNING,
+        stage=1,
+        share=0.05,
+        reason="canary",
+    )
+    write_rollout(
+        client, running.model_copy(update={"revision": read_rollout(client, "card_fraud").revision})
+    )
+
+    result = _monitor(BROKEN_END, html_report=False)
+
+    quality = result.quality
+    assert quality is not None and quality.status == "degraded", result
+    assert "amount.not_null" in [f.name for f in quality.failing]
+    # The event, with its evidence.
+    payload = result.quality_payload
+    assert payload is not None
+    assert payload["version"] == monitored.version and "amount" in str(payload["reason"])
+    assert payload["window_end"] == BROKEN_END.isoformat()
+    failing = payload["failing"]
+    assert isinstance(failing, list) and failing[0]["name"] == "amount.not_null"
+    stored = _server_events(DATA_QUALITY_DEGRADED, started)
+    assert stored and stored[0]["resource"]["prefect.resource.id"] == "mlops.model.card_fraud"  # type: ignore[index]
+    # No retraining: the drift alarm is held with the data-quality reason.
+    assert result.payload is None, "no mlops.drift.detected during an incident"
+    assert result.alarm, "the shifted features drift: the alarm is raised, and held"
+    assert result.held is not None and "data-quality" in result.held
+    alarms = recent_alarms(settings, "card_fraud")
+    assert alarms[0].outcome is GuardOutcome.QUALITY_HOLD and "amount" in alarms[0].detail
+    assert result.quality_incident is not None
+    reason = open_incident(settings, "card_fraud")
+    assert reason is not None and "amount" in reason
+    # The rollout in progress is paused, and that is announced.
+    assert result.rollout_paused
+    paused = read_rollout(client, "card_fraud")
+    assert paused.status is RolloutStatus.PAUSED and "data-quality" in paused.reason
+    assert _server_events(ROLLOUT_PAUSED, started)
+
+    # The first clean window closes the incident and resumes the rollout it paused.
+    clean = _monitor(QUIET_END, html_report=False)
+    assert clean.quality is not None and clean.quality.status == "ok"
+    assert clean.quality_incident is None and open_incident(settings, "card_fraud") is None
+    resumed = read_rollout(client, "card_fraud")
+    assert resumed.status is RolloutStatus.RUNNING
+    write_rollout(
+        client,
+        RolloutState(model_name="card_fraud", revision=resumed.revision),
+    )

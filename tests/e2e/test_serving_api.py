@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from mlops.registry.client import registry_client
-from mlops.rollout.state import RolloutState, RolloutStatus, write_rollout
+from mlops.rollout.lock import RolloutLock
+from mlops.rollout.state import RolloutState, RolloutStatus, read_rollout, write_rollout
 from mlops.settings import Settings
 from tests.serving_support import (  # noqa: F401  (fixtures)
     SPEC,
@@ -59,8 +60,10 @@ class Service:
 
     def set_rollout(self, **fields: Any) -> None:
         """Write a rollout state to the registry and make the service read it now."""
-        state = RolloutState(model_name=self.name, **fields)
-        write_rollout(registry_client(self.settings), state)
+        client = registry_client(self.settings)
+        current = read_rollout(client, self.name)  # compare-and-set: derive from the stored one
+        state = RolloutState(model_name=self.name, revision=current.revision, **fields)
+        write_rollout(client, state, lock=RolloutLock.for_settings(self.settings))
         answer = self.client.post("/v1/admin/reload", headers=self.admin)
         assert answer.status_code == 200, answer.text
         assert answer.json()["rollout"]["status"] == state.status.value

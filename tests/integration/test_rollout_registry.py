@@ -16,17 +16,16 @@ from mlflow import MlflowClient
 from pydantic import SecretStr
 
 from mlops.registry.client import CHALLENGER, CHAMPION
-from mlops.rollout.audit import AuditTrail, audit_url
-from mlops.rollout.policy import (
+from mlops.rollout.actions import (
     DECIDED_BY_TAG,
     PROMOTED_REASON_TAG,
     ROLLED_BACK_REASON_TAG,
-    RolloutAction,
-    RolloutDecision,
     apply_decision,
     promote_now,
     rollback_now,
 )
+from mlops.rollout.audit import AuditTrail, audit_url
+from mlops.rollout.policy import RolloutAction, RolloutDecision
 from mlops.rollout.state import (
     STATE_TAG,
     RolloutStatus,
@@ -36,13 +35,22 @@ from mlops.rollout.state import (
     resume_rollout,
     start_rollout,
 )
-from mlops.settings import FeastSettings, Profile, RolloutSettings, Settings
+from mlops.settings import FeastSettings, Profile, RolloutSettings, Settings, get_settings
 from serving.routing import route
 
 pytestmark = pytest.mark.integration
 
 STAGES = RolloutSettings().stages
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _rollout_lock_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """State changes without an explicit lock take the settings' one: keep it in tmp."""
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -420,3 +420,41 @@ def test_parallel_and_serial_runs_agree(reference: ReferenceStats) -> None:
     serial = compute_drift(reference, current, DriftSettings(max_workers=1))
     parallel = compute_drift(reference, current, DriftSettings(max_workers=4))
     assert _verdicts(serial) == _verdicts(parallel)
+
+
+# --- the performance alarm in the report ---------------------------------------------
+
+
+def test_the_report_shows_estimate_bound_and_label_counts(reference: ReferenceStats) -> None:
+    report = compute_drift(reference, make_frame(3000, seed=2, shift=True))
+    perf = report.performance
+    assert perf is not None and perf.degraded and "roc_auc" in perf.degraded_metrics
+    auc = perf.drop_of("roc_auc")
+    assert auc is not None and 0.0 < auc.lower_bound < auc.drop
+    text = report.markdown()
+    assert f"{perf.current.positives:,} positives" in text
+    assert f"{perf.current.negatives:,} negatives" in text
+    assert f"{auc.lower_bound:+.4f}" in text and "**degraded** (roc_auc" in text
+    dumped = report.model_dump(mode="json")["performance"]
+    assert dumped["verdict"] == "degraded" and dumped["drops"][0]["degraded"]
+
+
+def test_a_window_with_few_labelled_positives_is_insufficient(reference: ReferenceStats) -> None:
+    current = make_frame(3000, seed=2, shift=True)
+    positives = current.index[current["is_fraud"] == 1]
+    current.loc[positives[20:], "is_fraud"] = np.nan  # 20 labelled positives arrived
+    report = compute_drift(reference, current)
+    assert report.performance is not None
+    assert report.performance.verdict.value == "insufficient-labels"
+    assert not report.performance.degraded
+    assert "insufficient labels" in report.markdown()
+
+
+def test_the_reference_quality_is_measured_on_marked_holdout_rows() -> None:
+    frame = make_frame(4000, seed=1)
+    frame["_drift_performance_rows"] = np.arange(4000) >= 3000
+    frame.loc[:2999, "score"] = frame.loc[:2999, "is_fraud"].astype(float)  # "memorised"
+    stats = build_reference(frame, COLUMNS, reference_id="holdout")
+    assert stats.performance is not None and stats.performance.rows == 1000
+    assert stats.performance.roc_auc is not None and stats.performance.roc_auc < 0.99
+    assert stats.performance.roc_auc_variance is not None

@@ -21,12 +21,15 @@ from typing import Any
 import pytest
 import yaml
 from prefect import Flow
+from prefect.cli.deploy._models import DeploymentConfig, RawScheduleConfig
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 from prefect.server.events.actions import RunDeployment
 from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 
 import mlops.events
 from mlops.events import DRIFT_DETECTED, MODEL_REGISTERED, model_resource_id
+from mlops.localstack import quiet_prefect_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -85,6 +88,7 @@ def test_the_deployments_of_the_loop_are_all_there() -> None:
         "training-pipeline/on-drift",
         "drift-monitor/hourly",
         "canary-rollout/on-registered",
+        "canary-rollout/resume",
         "batch-scoring/on-demand",
     }
     assert set(LOCAL) | set(ECS) == set(DEPLOYMENTS), "every deployment is on one of the pools"
@@ -214,3 +218,70 @@ def test_a_registered_model_is_templated_into_a_canary_rollout() -> None:
     params = flow.validate_parameters(render(spec["parameters"], event))["params"]
     assert (params.model_name, params.version) == ("card_fraud", "7")
     assert params.watch_seconds > 0
+    assert 0 < params.watch_seconds <= MAX_WATCH_SECONDS, "a short watch, never an hour"
+    assert params.start
+
+
+MAX_WATCH_SECONDS = 300
+CANARY = {n: d for n, d in DEPLOYMENTS.items() if d["entrypoint"].startswith("flows/canary.py")}
+
+
+def test_every_canary_deployment_validates_as_prefect_reads_it() -> None:
+    assert set(CANARY) == {"on-registered", "resume", "on-registered-ecs", "resume-ecs"}
+    for name, deployment in CANARY.items():
+        config = DeploymentConfig.model_validate(deployment)
+        assert config.name == name
+
+
+def test_active_rollouts_are_advanced_by_a_short_schedule_that_starts_nothing() -> None:
+    resume = DEPLOYMENTS["resume"]
+    [schedule] = resume["schedules"]
+    interval = RawScheduleConfig.model_validate(schedule).interval
+    assert interval is not None and timedelta(minutes=1) <= interval <= timedelta(minutes=10)
+    flow = load_flow(resume["entrypoint"])
+    assert flow.name == "canary-rollout"
+    params = flow.validate_parameters(resume["parameters"])["params"]
+    assert (params.model_name, params.start, params.version) == ("card_fraud", False, None)
+    assert params.watch_seconds == 0, "one step per run"
+    assert "triggers" not in resume
+
+
+def test_no_canary_run_watches_for_long() -> None:
+    flow = load_flow(DEPLOYMENTS["resume"]["entrypoint"])
+    for deployment in CANARY.values():
+        specs = [deployment.get("parameters") or {}] + [
+            t["parameters"] for t in deployment.get("triggers") or []
+        ]
+        for spec in specs:
+            watch = (spec.get("params") or {}).get("watch_seconds", 0)
+            assert watch <= MAX_WATCH_SECONDS, deployment["name"]
+    default = flow.validate_parameters({})["params"]
+    assert default.watch_seconds == 0, "a run started by hand takes one step"
+    with pytest.raises(Exception, match="watch_seconds"):
+        flow.validate_parameters({"params": {"watch_seconds": 3600}})
+
+
+def test_canary_deployments_run_one_at_a_time() -> None:
+    strategies = {}
+    for name, deployment in CANARY.items():
+        limit = deployment["concurrency_limit"]
+        assert limit["limit"] == 1, name
+        strategies[name] = ConcurrencyLimitStrategy(limit["collision_strategy"])
+    # a registration is never dropped; a scheduled step is skipped while one runs
+    assert strategies["on-registered"] is ConcurrencyLimitStrategy.ENQUEUE
+    assert strategies["resume"] is ConcurrencyLimitStrategy.CANCEL_NEW
+
+
+def test_the_quiet_copy_keeps_the_resume_deployment_with_its_schedule_off(
+    tmp_path: Path,
+) -> None:
+    path = quiet_prefect_file(ROOT, tmp_path / "prefect.yaml", triggers=())
+    quiet = {d["name"]: d for d in yaml.safe_load(path.read_text())["deployments"]}
+    assert set(quiet) == set(LOCAL)
+    resume = quiet["resume"]
+    assert [s["active"] for s in resume["schedules"]] == [False]
+    assert RawScheduleConfig.model_validate(resume["schedules"][0]).interval is not None
+    assert resume["concurrency_limit"] == DEPLOYMENTS["resume"]["concurrency_limit"]
+    assert DeploymentConfig.model_validate(resume).name == "resume"
+    # the original's schedule (shared by the ECS twin through the merge key) is untouched
+    assert "active" not in DEPLOYMENTS["resume-ecs"]["schedules"][0]

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from sqlalchemy import create_engine, text
 
 from mlops.dataset_spec import load_spec
 from mlops.errors import ConfigError
+from mlops.events import RETRAINING_EXPIRED
 from mlops.retraining import (
     GuardDecision,
     GuardOutcome,
     RetrainRequest,
     RetrainTrigger,
     RunStatus,
+    beat,
     check_retrain,
     collect_window,
+    expire_run,
     hold_alarm,
+    is_alive,
+    keep_beating,
     ledger_url,
+    oldest_waiting_alarm,
+    overdue_reason,
     pending_alarms,
     recent_alarms,
     record_outcome,
@@ -388,6 +398,234 @@ def test_the_guardrails_hold_on_postgresql(postgres_url: str, tmp_path: Path) ->
         GuardOutcome.SUPPRESSED
     )
     assert not (tmp_path / "retraining.db").exists()
+
+
+# --------------------------------------------------------------------------- stale work
+
+
+def production_settings(postgres_url: str, home: Path, **retraining: float) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        home=home,
+        profile="production",
+        database_url=postgres_url,
+        tracking_uri="http://mlflow:5000",
+        optuna_storage=postgres_url,
+        feast=FeastSettings(online_store="redis"),
+        admin_token="not-the-default",
+        retraining=RetrainingSettings(
+            cooldown_s=3600, debounce_s=600, min_new_rows=100, **retraining
+        ),
+    )
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What `tasks.retraining` emits, captured instead of sent to a Prefect server."""
+    import tasks.retraining
+
+    emitted: list[dict[str, Any]] = []
+    monkeypatch.setattr(tasks.retraining, "emit_event", lambda **event: emitted.append(event))
+    return emitted
+
+
+def check_stale_run_expires_and_its_alarms_wait_again(
+    settings: Settings, emitted: list[dict[str, Any]]
+) -> None:
+    """A run whose worker died mid-training: its heartbeat stops, it expires, and the
+    alarms it held (took over, suppressed while it ran or cooled down) are pending."""
+    from tasks.retraining import expire_stale_retrainings
+
+    onset = T0 - timedelta(days=2)
+    assert decide(settings, alarm("d0", onset=onset.isoformat()), T0, rollout_active=True) is (
+        GuardOutcome.DEFERRED
+    )
+    started = T0 + timedelta(minutes=20)
+    assert decide(settings, alarm("e1"), started, run_id="r1") is GuardOutcome.PROCEED
+    beating = started + timedelta(minutes=10)
+    assert beat(settings, "event:e1", now=beating)
+    held = hold_alarm(
+        alarm("m1"), settings, now=beating + timedelta(minutes=1), rollout_active=False
+    )
+    assert held is not None and held.held_by == "event:e1" and "running" in held.reason
+    assert pending_alarms(settings, MODEL) == ()
+    # Within the heartbeat timeout nothing expires (and "r1" is no flow run id: Prefect
+    # is not asked).
+    assert (
+        expire_stale_retrainings(MODEL, now=beating + timedelta(minutes=14), settings=settings)
+        == ()
+    )
+    # The worker was killed after its last beat: 15 min of silence later the run expires.
+    later = beating + timedelta(minutes=15, seconds=1)
+    held_again = hold_alarm(alarm("m2"), settings, now=later, rollout_active=False)
+    assert held_again is not None and held_again.reason.startswith("held: cooldown")
+    [expired] = expire_stale_retrainings(MODEL, now=later, settings=settings)
+    assert expired.run.key == "event:e1" and "last heartbeat for 15 min" in expired.reason
+    assert expired.reopened == ("event:d0", "event:e1", "event:m1", "event:m2")
+    [run] = retrain_runs(settings, MODEL)
+    assert run.status == RunStatus.FAILED.value and run.finished_at == later
+    assert run.detail.startswith("expired: last heartbeat for 15 min")
+    waiting = {a.key: a for a in pending_alarms(settings, MODEL)}
+    assert set(waiting) == {"event:d0", "event:e1", "event:m1", "event:m2"}
+    assert waiting["event:m1"].outcome is GuardOutcome.DEFERRED
+    assert (
+        "reopened" in waiting["event:m1"].detail
+        and "event:e1 expired" in waiting["event:m1"].detail
+    )
+    assert oldest_waiting_alarm(settings, MODEL) == waiting["event:d0"]
+    [event] = emitted
+    assert event["event"] == RETRAINING_EXPIRED
+    assert event["resource"] == {
+        "prefect.resource.id": "mlops.model.card_fraud",
+        "prefect.resource.name": MODEL,
+    }
+    assert event["payload"] | {"reopened": None} == {
+        "key": "event:e1",
+        "run_id": "r1",
+        "reason": expired.reason,
+        "started_at": started.isoformat(),
+        "reopened": None,
+    }
+    # The monitor's next alarm is no longer held by the dead run (failed: no cooldown).
+    free = later + timedelta(minutes=11)  # past the debounce of m2
+    assert hold_alarm(alarm("m3"), settings, now=free, rollout_active=False) is None
+    # Expiring again changes nothing; the next retraining takes every waiting alarm over
+    # and reaches back to d0's onset.
+    assert expire_stale_retrainings(MODEL, now=free, settings=settings) == ()
+    again = check_retrain(
+        alarm("e2"), settings, now=free, rollout_active=False, new_rows=500, run_id="r2"
+    )
+    assert again.proceed
+    assert again.takes_over == ("event:d0", "event:e1", "event:m1", "event:m2")
+
+
+def test_a_retraining_whose_heartbeat_stopped_expires_and_its_alarms_wait_again(
+    guarded: Settings, events: list[dict[str, Any]]
+) -> None:
+    check_stale_run_expires_and_its_alarms_wait_again(guarded, events)
+
+
+def test_expiring_is_compare_and_set(guarded: Settings) -> None:
+    assert decide(guarded, alarm("e1"), T0, run_id="r1") is GuardOutcome.PROCEED
+    record_outcome(guarded, "event:e1", "registered", now=T0 + timedelta(minutes=5))
+    assert expire_run(guarded, "event:e1", "flow run crashed", now=T0 + timedelta(hours=5)) is None
+    assert expire_run(guarded, "event:nope", "gone", now=T0) is None
+    assert retrain_runs(guarded, MODEL)[0].status == "registered"
+    assert (
+        decide(guarded, alarm("e2"), T0 + timedelta(hours=2), run_id="r2") is GuardOutcome.PROCEED
+    )
+    first = expire_run(guarded, "event:e2", "flow run crashed", now=T0 + timedelta(hours=3))
+    assert first is not None and first.reopened == ("event:e2",)
+    assert expire_run(guarded, "event:e2", "again", now=T0 + timedelta(hours=4)) is None
+    # A beat of an expired run says so (the training process learns it was given up).
+    assert not beat(guarded, "event:e2", now=T0 + timedelta(hours=4))
+
+
+def test_the_heartbeat_thread_keeps_a_long_retraining_alive(guarded: Settings) -> None:
+    assert decide(guarded, alarm("e1"), T0, run_id="r1") is GuardOutcome.PROCEED
+    clock = iter(T0 + timedelta(minutes=m) for m in range(1, 1000))
+    with keep_beating(guarded, "event:e1", interval_s=0.02, clock=lambda: next(clock)):
+        deadline = time.monotonic() + 10
+        while retrain_runs(guarded, MODEL)[0].last_seen < T0 + timedelta(minutes=3):
+            assert time.monotonic() < deadline, "the heartbeat thread did not beat"
+            time.sleep(0.02)
+    [run] = retrain_runs(guarded, MODEL)
+    seen = run.last_seen
+    assert is_alive(run, seen + timedelta(minutes=14), guarded.retraining)
+    # Long past the start, yet alive: it beat minutes ago, so the monitor stays held.
+    held = hold_alarm(alarm("m1"), guarded, now=seen + timedelta(minutes=1), rollout_active=False)
+    assert held is not None and "is running" in held.reason
+    time.sleep(0.1)
+    assert retrain_runs(guarded, MODEL)[0].last_seen == seen, "the thread stopped"
+
+
+def test_a_quality_incident_holds_alarms_and_retrainings_as_pending(guarded: Settings) -> None:
+    incident = "amount is null in 100 % of the window (was 0 %)"
+    held = hold_alarm(alarm("m1"), guarded, now=T0, rollout_active=False, quality_incident=incident)
+    assert held is not None and held.outcome is GuardOutcome.QUALITY_HOLD
+    assert incident in held.reason
+    refused = check_retrain(
+        RetrainRequest(trigger=RetrainTrigger.SCHEDULE, model_name=MODEL),
+        guarded,
+        now=T0 + timedelta(minutes=1),
+        rollout_active=False,
+        new_rows=500,
+        run_id="nightly",
+        quality_incident=incident,
+    )
+    assert refused.outcome is GuardOutcome.QUALITY_HOLD and not refused.proceed
+    assert retrain_runs(guarded, MODEL) == ()
+    assert [a.key for a in pending_alarms(guarded, MODEL)] == ["event:m1", "run:nightly"]
+    # The pipe is fixed: the first retraining that proceeds takes both over.
+    fixed = proceed_later(guarded)
+    assert fixed.proceed and fixed.takes_over == ("event:m1", "run:nightly")
+
+
+def test_an_overdue_alarm_is_the_oldest_waiting_one(guarded: Settings) -> None:
+    assert oldest_waiting_alarm(guarded, MODEL) is None
+    hold_alarm(alarm("m1"), guarded, now=T0, rollout_active=True)
+    hold_alarm(alarm("m2"), guarded, now=T0 + timedelta(hours=1), rollout_active=True)
+    oldest = oldest_waiting_alarm(guarded, MODEL)
+    assert oldest is not None and oldest.key == "event:m1"
+    limit = guarded.retraining.max_alarm_wait_s
+    assert overdue_reason(oldest, T0 + timedelta(seconds=limit), limit) is None
+    late = overdue_reason(oldest, T0 + timedelta(hours=30), limit)
+    assert late is not None and "waited 30.0 h" in late and "canary rollout" in late
+
+
+OLD_SCHEMA = (
+    """CREATE TABLE retraining_alarms (key VARCHAR(200) PRIMARY KEY,
+    model_name VARCHAR(200) NOT NULL, trigger VARCHAR(32) NOT NULL,
+    received_at TIMESTAMP NOT NULL, onset TIMESTAMP, drift_share FLOAT,
+    drifted_features JSON NOT NULL, reason TEXT NOT NULL, outcome VARCHAR(32) NOT NULL,
+    detail TEXT NOT NULL, new_rows INTEGER, window_start TIMESTAMP, window_end TIMESTAMP,
+    run_id VARCHAR(64), merged_into VARCHAR(200), resolved_by VARCHAR(200),
+    resolved_at TIMESTAMP)""",
+    """CREATE TABLE retraining_runs (key VARCHAR(200) PRIMARY KEY,
+    model_name VARCHAR(200) NOT NULL, started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP, window_start TIMESTAMP, window_end TIMESTAMP,
+    data_end TIMESTAMP, rows INTEGER, batch_sha256 VARCHAR(64), status VARCHAR(32) NOT NULL,
+    detail TEXT NOT NULL, run_id VARCHAR(64))""",
+    """INSERT INTO retraining_runs (key, model_name, started_at, status, detail, run_id)
+    VALUES ('event:old', 'card_fraud', '2026-03-01 12:00:00', 'running', 'old', 'r0')""",
+)
+
+
+def check_an_old_ledger_gains_the_new_columns(settings: Settings) -> None:
+    engine = create_engine(ledger_url(settings))
+    with engine.begin() as conn:
+        for statement in OLD_SCHEMA:
+            conn.execute(text(statement))
+    engine.dispose()
+    [old] = retrain_runs(settings, MODEL)
+    assert old.key == "event:old" and old.heartbeat_at is None and old.last_seen == T0
+    # The columns exist now: heartbeats and held alarms are recorded.
+    assert beat(settings, "event:old", now=T0 + timedelta(minutes=1))
+    held = hold_alarm(alarm("m1"), settings, now=T0 + timedelta(minutes=2), rollout_active=False)
+    assert held is not None and held.held_by == "event:old"
+    assert retrain_runs(settings, MODEL)[0].heartbeat_at == T0 + timedelta(minutes=1)
+    assert recent_alarms(settings, MODEL)[0].held_by == "event:old"
+
+
+def test_an_old_ledger_gains_the_new_columns(guarded: Settings) -> None:
+    guarded.home.mkdir(parents=True, exist_ok=True)
+    check_an_old_ledger_gains_the_new_columns(guarded)
+
+
+@pytest.mark.integration
+def test_stale_work_expires_on_postgresql(
+    postgres_url: str, tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    production = production_settings(postgres_url, tmp_path)
+    check_stale_run_expires_and_its_alarms_wait_again(production, events)
+    assert not (tmp_path / "retraining.db").exists()
+
+
+@pytest.mark.integration
+def test_an_old_ledger_gains_the_new_columns_on_postgresql(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    check_an_old_ledger_gains_the_new_columns(production_settings(postgres_url, tmp_path))
 
 
 # --------------------------------------------------------------------------- the window

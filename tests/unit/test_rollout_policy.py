@@ -8,10 +8,12 @@ tick later, reduced to evidence, decided and applied, tick after tick.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -22,29 +24,41 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
+from mlops.events import MODEL_PROMOTED, MODEL_ROLLED_BACK, ROLLOUT_EXPIRED
 from mlops.registry.client import CHALLENGER, CHAMPION
-from mlops.rollout.evidence import MIN_LATENCY_SAMPLES, compute_evidence
-from mlops.rollout.policy import (
-    NO_EVIDENCE,
+from mlops.rollout.actions import (
     ROLLED_BACK_REASON_TAG,
-    RolloutAction,
-    RolloutDecision,
     apply_decision,
-    decide,
     promote_now,
     rollback_now,
+    try_apply_decision,
+)
+from mlops.rollout.audit import AuditTrail
+from mlops.rollout.evidence import MIN_LATENCY_SAMPLES, compute_evidence
+from mlops.rollout.lock import RolloutLock
+from mlops.rollout.policy import (
+    NO_EVIDENCE,
+    RolloutAction,
+    RolloutDecision,
+    decide,
+    decision_events,
+    event_payload,
 )
 from mlops.rollout.state import (
+    STATE_TAG,
     RolloutError,
     RolloutState,
     RolloutStatus,
+    StaleRolloutError,
     Variant,
     pause_rollout,
     read_rollout,
     resume_rollout,
     start_rollout,
+    write_rollout,
 )
-from mlops.settings import RolloutSettings
+from mlops.rollout.stepper import step_rollout
+from mlops.settings import RolloutSettings, get_settings
 from serving.routing import route
 
 NAME = "card_fraud"
@@ -52,6 +66,15 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SETTINGS = RolloutSettings(
     min_predictions=200, min_stage_seconds=600, min_labels=150, alpha=0.05, max_error_rate=0.01
 )
+
+
+@pytest.fixture(autouse=True)
+def _rollout_lock_in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """State changes take the rollout lock of the settings: keep its file in tmp."""
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 # --- an in-memory registry --------------------------------------------------------------
@@ -396,7 +419,7 @@ def test_apply_advance_then_a_stale_repeat_is_a_no_op(caplog: pytest.LogCaptureF
     assert (advanced.stage, advanced.share, advanced.shadow) == (1, 0.05, False)
     assert advanced.stage_started_at == now
     assert read_rollout(client, NAME) == advanced
-    with caplog.at_level(logging.INFO, logger="mlops.rollout.policy"):
+    with caplog.at_level(logging.INFO, logger="mlops.rollout.actions"):
         again = apply_decision(client, state, made)
     assert again == advanced
     assert "no longer applies" in caplog.text
@@ -599,3 +622,219 @@ def test_labels_are_read_as_classes() -> None:
     named = feedback.assign(label=["fraud", "fraud", "fraud", "ok", "ok", "ok"])
     again = compute_evidence(state, predictions, named, T0, positive_label="fraud").losses
     assert again.challenger.total == pytest.approx(losses.total)
+
+
+# --- deadlines, expiry, compare-and-set, the cheap step -----------------------------------
+
+SHORT = SETTINGS.model_copy(update={"max_duration_s": 2 * 3600.0, "paused_expiry_s": 3600.0})
+
+
+def test_start_sets_the_deadline_and_the_first_revision() -> None:
+    _, client = registry()
+    state = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0, max_duration_s=7200)
+    assert (state.revision, state.started_at, state.deadline) == (1, T0, T0 + timedelta(hours=2))
+    assert state.holds_retraining(T0 + timedelta(hours=1))
+    assert not state.holds_retraining(state.deadline)
+    default = start_rollout(client, NAME, "2", SETTINGS.stages)  # idempotent: unchanged
+    assert default == state
+    _, other = registry()
+    fresh = start_rollout(other, NAME, "2", SETTINGS.stages, now=T0)
+    assert fresh.deadline == T0 + timedelta(seconds=RolloutSettings().max_duration_s)
+
+
+def test_a_rollout_without_a_verdict_is_rolled_back_at_its_deadline() -> None:
+    log, state = Log(), state_at(2, deadline=T0 + timedelta(hours=2), revision=7)
+    shadow_pairs(log, 300, labelled=False)  # plenty of traffic, no labels yet
+    before = T0 + timedelta(hours=2) - timedelta(seconds=1)
+    assert decide(state, evidence_of(log, state, before), SHORT, before).action is (
+        RolloutAction.HOLD
+    )
+    at = T0 + timedelta(hours=2)
+    made = decide(state, evidence_of(log, state, at), SHORT, at)
+    assert (made.action, made.expired, made.to_share) == (RolloutAction.ROLLBACK, True, 0.0)
+    assert made.reason.startswith("expired without evidence: deadline 2025-03-01T14:00:00+00:00")
+    assert "at stage 2 (25% of traffic)" in made.reason and "0/150 labelled" in made.reason
+    assert made.evidence["expired"] is True and made.evidence["share"] == 0.25
+    assert made.from_revision == 7
+    assert decision_events(made) == (MODEL_ROLLED_BACK, ROLLOUT_EXPIRED)
+    payload = event_payload(made)
+    assert {k: payload[k] for k in ("version", "actor", "stage", "share", "expired")} == {
+        "version": "2",
+        "actor": "rollout-policy",
+        "stage": 2,
+        "share": 0.25,
+        "expired": True,
+    }
+    assert payload["reason"] == made.reason
+    # without evidence at all (nothing computed) the deadline holds as well
+    assert decide(state, None, SHORT, at).expired
+
+
+def test_a_clear_verdict_at_the_deadline_still_wins() -> None:
+    log, state = Log(), state_at(0, deadline=T0)
+    shadow_pairs(log, 200, challenger=0.02, positive_every=1_000)
+    made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
+    assert (made.action, made.expired) == (RolloutAction.PROMOTE, False)
+    assert decision_events(made) == (MODEL_PROMOTED,)
+
+
+def test_a_paused_rollout_expires_and_is_rolled_back() -> None:
+    fake, client = registry()
+    start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    paused = pause_rollout(client, NAME, "data-quality incident", now=T0 + timedelta(hours=1))
+    assert paused.paused_at == T0 + timedelta(hours=1)
+    expiry = T0 + timedelta(hours=2)
+    held = decide(paused, None, SHORT, expiry - timedelta(seconds=1))
+    assert (held.action, held.reason) == (RolloutAction.HOLD, "rollout is paused")
+    made = decide(paused, None, SHORT, expiry)
+    assert (made.action, made.expired) == (RolloutAction.ROLLBACK, True)
+    assert made.reason.startswith("expired without evidence: paused since 2025-03-01T13:00:00")
+    assert made.evidence["status_before"] == "paused"
+    rolled = apply_decision(client, paused, made)
+    assert (rolled.status, rolled.revision) == (RolloutStatus.ROLLED_BACK, paused.revision + 1)
+    assert fake.aliases == {CHAMPION: "1"}
+    assert fake.versions["2"][ROLLED_BACK_REASON_TAG] == made.reason
+    with pytest.raises(RolloutError):  # a decided rollout cannot be resumed any more
+        resume_rollout(client, NAME)
+
+
+def test_a_paused_rollout_past_its_deadline_expires_too() -> None:
+    state = state_at(1, status=RolloutStatus.PAUSED, paused_at=T0, deadline=T0 + timedelta(1))
+    made = decide(state, None, SETTINGS, T0 + timedelta(days=1))  # expiry: a day too
+    assert made.expired
+    state = state.model_copy(update={"paused_at": T0 + timedelta(hours=12)})
+    made = decide(state, None, SETTINGS, T0 + timedelta(days=1))
+    assert made.expired and "reached while paused" in made.reason
+
+
+def test_a_state_tag_of_an_older_version_still_parses_and_still_expires() -> None:
+    fake, client = registry()
+    old = {  # written before deadlines and revisions existed
+        "model_name": NAME,
+        "challenger_version": "2",
+        "status": "running",
+        "stage": 1,
+        "share": 0.05,
+        "shadow": False,
+        "stage_started_at": T0.isoformat(),
+        "updated_at": T0.isoformat(),
+        "reason": "stage 0 complete",
+    }
+    fake.tags[STATE_TAG] = json.dumps(old)
+    state = read_rollout(client, NAME)
+    assert (state.revision, state.deadline, state.paused_at) == (0, None, None)
+    assert state.holds_retraining(T0 + timedelta(days=30))  # no deadline of its own...
+    made = decide(state, None, SHORT, T0 + timedelta(hours=2))  # ...but the policy's
+    assert made.expired
+    assert apply_decision(client, state, made).revision == 1
+
+
+def test_a_write_on_a_stale_revision_is_refused() -> None:
+    _, client = registry()
+    start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    seen = read_rollout(client, NAME)
+    first = write_rollout(client, seen.model_copy(update={"reason": "first"}))
+    assert first.revision == seen.revision + 1
+    with pytest.raises(StaleRolloutError, match="revision 2.*revision 1"):
+        write_rollout(client, seen.model_copy(update={"reason": "second"}))
+    assert read_rollout(client, NAME) == first
+
+
+def test_two_steppers_on_one_state_apply_once_and_audit_once(tmp_path: Path) -> None:
+    _, client = registry()
+    state = start_rollout(client, NAME, "2", SETTINGS.stages, now=T0)
+    log = Log()
+    shadow_pairs(log, 200)
+    now = T0 + timedelta(hours=1)
+    audit = AuditTrail(f"sqlite:///{tmp_path / 'audit.db'}")
+    lock = RolloutLock(f"sqlite:///{tmp_path / 'lock.db'}")
+    stale = decide(state, evidence_of(log, state, now), SETTINGS, now)  # made by "another run"
+    first = step_rollout(
+        client,
+        NAME,
+        SETTINGS,
+        lambda s, at: evidence_of(log, s, at),
+        lock=lock,
+        audit=audit,
+        now=now,
+    )
+    assert (first.applied, first.state.stage, first.state.revision) == (True, 1, 2)
+    again = try_apply_decision(client, state, stale, lock=lock)
+    assert again == (first.state, False)
+    assert [r.action for r in audit.history(NAME)] == ["advance"]
+    audit.close()
+    lock.close()
+
+
+class CountingRegistry(FakeRegistry):
+    """Records every registry call."""
+
+    def __init__(self, fake: FakeRegistry) -> None:
+        super().__init__(fake.versions, fake.aliases, fake.tags)
+        self.calls: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_") and name not in ("calls", "versions", "aliases", "tags"):
+            object.__getattribute__(self, "calls").append(name)
+        return object.__getattribute__(self, name)
+
+
+class NoLock(RolloutLock):
+    def __init__(self) -> None:
+        super().__init__("sqlite:///:memory:")
+
+    def hold(self, model_name: str) -> Any:
+        raise AssertionError("a step with nothing to do takes no lock")
+
+
+def no_evidence(state: RolloutState, now: datetime) -> Any:
+    raise AssertionError("a step with nothing to do reads no evidence")
+
+
+@pytest.mark.parametrize("status", ["idle", "promoted", "rolled_back"])
+def test_a_step_without_an_active_rollout_reads_one_record_and_does_nothing(status: str) -> None:
+    fake, _ = registry()
+    if status != "idle":
+        done = state_at(1, status=RolloutStatus(status))
+        fake.tags[STATE_TAG] = done.model_dump_json()
+    counting = CountingRegistry(fake)
+    step = step_rollout(cast(MlflowClient, counting), NAME, SETTINGS, no_evidence, lock=NoLock())
+    assert step.decision is None and not step.applied
+    assert step.state.status.value == status
+    assert counting.calls == ["get_registered_model"]
+
+
+def test_a_rollout_stepped_by_schedule_never_stays_active_past_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Labels never arrive; a step every 5 minutes; the deadline ends it, audited."""
+    world = World("better", seed=2)
+    _, client = registry()
+    lock = RolloutLock(f"sqlite:///{tmp_path / 'lock.db'}")
+    audit = AuditTrail(f"sqlite:///{tmp_path / 'audit.db'}")
+    state = start_rollout(client, NAME, "2", SHORT.stages, now=T0, max_duration_s=7200)
+    assert state.deadline is not None
+    for k in range(1, 40):
+        now = T0 + timedelta(minutes=5 * k)
+        world.tick(state, now)
+        world.pending = []  # labels later than the whole rollout
+        step = step_rollout(
+            client,
+            NAME,
+            SHORT,
+            lambda s, at: evidence_of(world.log, s, at),
+            lock=lock,
+            audit=audit,
+            now=now,
+        )
+        state = step.state
+        assert not (state.active and now >= state.deadline), f"active at {now}"
+        if not state.active:
+            break
+    assert state.status is RolloutStatus.ROLLED_BACK and now == state.deadline
+    [record] = audit.history(NAME)
+    assert (record.action, record.actor) == ("rollback", "rollout-policy")
+    assert record.reason.startswith("expired without evidence")
+    assert record.evidence["expired"] is True and record.evidence["stage"] == 0
+    audit.close()
+    lock.close()

@@ -25,15 +25,13 @@ from mlops.rollout.sequential import (
     MIN_ARM_SAMPLES,
     MetricEvidence,
     Moments,
-    Segment,
     TestDecision,
     combine,
     log_loss,
     mixture_log_lr,
     msprt,
-    simulate_aa,
-    simulate_rollouts,
 )
+from mlops.rollout.simulation import Segment, simulate_aa, simulate_rollouts
 
 ALPHA = 0.05
 N_AA = 2_000

@@ -1,0 +1,105 @@
+"""The soak's seeded plan of injections and the rules that judge the loop's reactions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops.scenario.soak_plan import (
+    Defect,
+    Injection,
+    InjectionKind,
+    SoakPlan,
+    break_pipe,
+    plan_soak,
+)
+from mlops.scenario.soak_report import _false_alarms, _injections
+from mlops.synthetic import Scenario
+
+HOUR = 3600.0
+
+
+def _plan(hours: float, seed: int = 11) -> SoakPlan:
+    return plan_soak(
+        hours * HOUR,
+        seed=seed,
+        warmup_s=1200,
+        min_gap_s=1800,
+        incident_s=600,
+        shifts=3,
+        incidents=2,
+    )
+
+
+def test_a_plan_is_seeded_spaced_and_holds_both_kinds() -> None:
+    plan = _plan(2.0)
+    assert plan == _plan(2.0)
+    assert plan != _plan(2.0, seed=12)
+    times = [i.at_s for i in plan.injections]
+    assert times == sorted(times)
+    assert times[0] >= 1200
+    assert all(b - a >= 1800 for a, b in zip(times, times[1:], strict=False))
+    assert times[-1] <= 2 * HOUR - 1800
+    assert plan.injections[0].kind is InjectionKind.SHIFT
+    assert plan.shifts and plan.incidents
+
+
+def test_a_short_soak_keeps_what_fits() -> None:
+    assert _plan(0.5).injections == ()
+    assert [i.kind for i in _plan(1.0).injections] == [InjectionKind.SHIFT]
+
+
+def test_the_world_follows_the_plan() -> None:
+    plan = SoakPlan(
+        (
+            Injection(InjectionKind.SHIFT, 100.0, regime=Scenario.CONCEPT_SHIFT),
+            Injection(
+                InjectionKind.DATA_QUALITY,
+                200.0,
+                feature="amount",
+                defect=Defect.NULLS,
+                duration_s=50.0,
+            ),
+        )
+    )
+    assert plan.regime_at(99.0) is Scenario.BASELINE
+    assert plan.regime_at(100.0) is Scenario.CONCEPT_SHIFT
+    assert plan.incident_at(199.0) is None
+    assert plan.incident_at(220.0) is plan.injections[1]
+    assert plan.incident_at(250.0) is None
+
+
+@pytest.mark.parametrize("defect", list(Defect))
+def test_a_broken_pipe_breaks_one_feature_only(defect: Defect) -> None:
+    rows = pd.DataFrame({"amount": [1.0, 2.5], "other": [3.0, 4.0]})
+    incident = Injection(
+        InjectionKind.DATA_QUALITY, 0.0, feature="amount", defect=defect, duration_s=1.0
+    )
+    broken = break_pipe(rows, incident)
+    expected = [np.nan, np.nan] if defect is Defect.NULLS else [1000.0, 2500.0]
+    np.testing.assert_array_equal(broken["amount"].to_numpy(), expected)
+    assert broken["other"].tolist() == [3.0, 4.0]
+    assert rows["amount"].tolist() == [1.0, 2.5]
+
+
+def test_detection_and_false_alarms_are_judged_against_the_plan() -> None:
+    plan = SoakPlan(
+        (
+            Injection(InjectionKind.SHIFT, 1000.0, regime=Scenario.CONCEPT_SHIFT),
+            Injection(
+                InjectionKind.DATA_QUALITY,
+                5000.0,
+                feature="amount",
+                defect=Defect.UNITS,
+                duration_s=600.0,
+            ),
+        )
+    )
+    alarms = [500.0, 1900.0, 2500.0, 4000.0, 5100.0]
+    quality = [5300.0]
+    promotions = [3000.0]
+    found = _injections(plan, alarms, quality, grace_s=300.0)
+    assert [o.delay_s for o in found] == [900.0, 300.0]
+    # 500: before any shift; 4000: 1000 s after the recovery; 5100: inside the incident.
+    assert _false_alarms(plan, alarms, promotions, grace_s=300.0) == [500.0, 4000.0]
