@@ -283,6 +283,21 @@ def _manual_locked(
     return made
 
 
+def _finished(
+    state: RolloutState, status: RolloutStatus, decision: RolloutDecision
+) -> RolloutState:
+    """The state of a rollout the decision ended: the challenger answers nothing any more."""
+    return state.model_copy(
+        update={
+            "status": status,
+            "share": 0.0,
+            "shadow": False,
+            "reason": decision.reason,
+            "updated_at": decision.decided_at,
+        }
+    )
+
+
 def _apply(
     client: MlflowClient, state: RolloutState, decision: RolloutDecision, lock: RolloutLock
 ) -> RolloutState:
@@ -294,29 +309,13 @@ def _apply(
         _clear_challenger(client, name, version)
         client.set_model_version_tag(name, version, PROMOTED_REASON_TAG, decision.reason)
         client.set_model_version_tag(name, version, DECIDED_BY_TAG, decision.actor)
-        new = state.model_copy(
-            update={
-                "status": RolloutStatus.PROMOTED,
-                "share": 0.0,
-                "shadow": False,
-                "reason": decision.reason,
-                "updated_at": decision.decided_at,
-            }
-        )
+        new = _finished(state, RolloutStatus.PROMOTED, decision)
         logger.info("model %s v%s promoted to champion: %s", name, version, decision.reason)
     elif decision.action is RolloutAction.ROLLBACK:
         _clear_challenger(client, name, version)
         client.set_model_version_tag(name, version, ROLLED_BACK_REASON_TAG, decision.reason)
         client.set_model_version_tag(name, version, DECIDED_BY_TAG, decision.actor)
-        new = state.model_copy(
-            update={
-                "status": RolloutStatus.ROLLED_BACK,
-                "share": 0.0,
-                "shadow": False,
-                "reason": decision.reason,
-                "updated_at": decision.decided_at,
-            }
-        )
+        new = _finished(state, RolloutStatus.ROLLED_BACK, decision)
         logger.warning("model %s v%s rolled back: %s", name, version, decision.reason)
     elif decision.action is RolloutAction.ADVANCE:
         new = state.model_copy(

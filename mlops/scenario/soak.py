@@ -34,7 +34,12 @@ from mlops.scenario.drift_recovery import MODEL, train_first_champion, wait_read
 from mlops.scenario.observe import PrefectApi
 from mlops.scenario.soak_plan import SoakPlan, break_pipe, plan_soak
 from mlops.scenario.soak_report import MemorySample, SoakReport, build_report
-from mlops.scenario.stack import RETRAIN_MIN_WINDOWS, running_stack, start_service
+from mlops.scenario.stack import (
+    RETRAIN_MIN_WINDOWS,
+    running_stack,
+    scenario_base_environment,
+    start_service,
+)
 from mlops.scenario.traffic import SIMULATED_START, Answer, TrafficClient, land_batch
 from mlops.settings import get_settings
 from mlops.synthetic import TIMESTAMP, Scenario, generate
@@ -110,13 +115,7 @@ class SoakConfig:
         """`MLOPS_*` settings of every process of the soak (driver included)."""
         labelled_rows_per_stage = int(self.rows_per_second * self.stage_s)
         return {
-            "MLOPS_PROFILE": "embedded",
-            "MLOPS_HOME": str(home),
-            "MLOPS_TUNING__N_TRIALS": "3",
-            "MLOPS_TUNING__MAX_EPOCHS": "10",
-            "MLOPS_TUNING__WORKERS": "1",
-            "MLOPS_QUANTIZATION__QAT_EPOCHS": "1",
-            "MLOPS_GATE__MIN_GAIN_OVER_BASELINE": "-1",
+            **scenario_base_environment(home),
             # A retraining learns from the last 45 min, needs 4 stages' worth of labelled
             # rows, and may not follow another one within 20 min.
             "MLOPS_RETRAINING__WINDOW_DAYS": f"{45 * 60 / 86_400:.8f}",
@@ -130,7 +129,6 @@ class SoakConfig:
             "MLOPS_ROLLOUT__PAUSED_EXPIRY_S": f"{self.rollout_deadline_s / 3:g}",
             "MLOPS_SERVING__PORT": str(serving_port),
             "MLOPS_SERVING__POLL_INTERVAL_S": "5",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
     def adjust(self, deployment: dict[str, Any]) -> None:

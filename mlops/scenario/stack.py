@@ -41,6 +41,22 @@ RETRAIN_MIN_WINDOWS = 4
 """Windows of labelled post-shift rows a retraining waits for."""
 
 
+def scenario_base_environment(home: Path) -> dict[str, str]:
+    """What every scenario's processes share: the embedded profile under `home`, no
+    telemetry, and a small tuning budget: a few windows of data, a model in about a
+    minute. It need not beat logistic regression; it must still beat the champion."""
+    return {
+        "MLOPS_PROFILE": "embedded",
+        "MLOPS_HOME": str(home),
+        "MLOPS_TUNING__N_TRIALS": "3",
+        "MLOPS_TUNING__MAX_EPOCHS": "10",
+        "MLOPS_TUNING__WORKERS": "1",
+        "MLOPS_QUANTIZATION__QAT_EPOCHS": "1",
+        "MLOPS_GATE__MIN_GAIN_OVER_BASELINE": "-1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
 @dataclass(frozen=True)
 class Compression:
     """How a scenario's time and volume map onto the settings."""
@@ -51,15 +67,7 @@ class Compression:
     def environment(self, home: Path, serving_port: int) -> dict[str, str]:
         """`MLOPS_*` settings of every process of the scenario (driver included)."""
         return {
-            "MLOPS_PROFILE": "embedded",
-            "MLOPS_HOME": str(home),
-            # A small tuning budget: a few windows of data, a model in about a minute. It
-            # need not beat logistic regression; it must still beat the champion.
-            "MLOPS_TUNING__N_TRIALS": "3",
-            "MLOPS_TUNING__MAX_EPOCHS": "10",
-            "MLOPS_TUNING__WORKERS": "1",
-            "MLOPS_QUANTIZATION__QAT_EPOCHS": "1",
-            "MLOPS_GATE__MIN_GAIN_OVER_BASELINE": "-1",
+            **scenario_base_environment(home),
             "MLOPS_RETRAINING__DEBOUNCE_S": "0",
             "MLOPS_RETRAINING__MIN_NEW_ROWS": str(RETRAIN_MIN_WINDOWS * self.rows_per_window),
             "MLOPS_RETRAINING__WINDOW_DAYS": f"{self.window_seconds / 86_400:.8f}",
@@ -72,7 +80,6 @@ class Compression:
             "MLOPS_SERVING__PORT": str(serving_port),
             "MLOPS_SERVING__POLL_INTERVAL_S": "0.5",
             "MLOPS_SERVING__LOG_FLUSH_INTERVAL_S": "0.2",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
 
