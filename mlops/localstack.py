@@ -45,7 +45,13 @@ from pydantic import SecretStr, ValidationError
 
 from mlops.errors import ConfigError, PipelineError
 from mlops.notifications import AUTOMATIONS_FILE, load_automations
-from mlops.settings import NotificationSettings, Profile, Settings, get_settings
+from mlops.settings import (
+    FlowRunSettings,
+    NotificationSettings,
+    Profile,
+    Settings,
+    get_settings,
+)
 
 POOL = "mlops-local"
 SERVER, WORKER, SERVING = "server", "worker", "serving"
@@ -103,6 +109,7 @@ class LocalStack:
     worker_limit: int | None = None
     profile: Profile = Profile.EMBEDDED
     database_url: str | None = None
+    flow_heartbeat_s: int = FlowRunSettings().heartbeat_s
 
     @classmethod
     def from_settings(
@@ -142,6 +149,7 @@ class LocalStack:
             workers=workers,
             profile=settings.profile,
             database_url=settings.prefect_server_database_url if production else None,
+            flow_heartbeat_s=settings.runs.heartbeat_s,
         )
 
     @property
@@ -170,6 +178,8 @@ class LocalStack:
         )
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
+        # Flow runs beat, so a run whose worker was killed is noticed (FlowRunSettings).
+        env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(self.flow_heartbeat_s))
         return env
 
     def _pid_file(self, name: str) -> Path:
@@ -447,24 +457,31 @@ def deploy_notifications(stack: LocalStack, settings: NotificationSettings) -> s
     a destination in the settings nothing is created. Returns the line `up` and
     `deploy` print.
     """
-    if not settings.configured:
-        return (
-            "notifications   off: set MLOPS_NOTIFICATIONS__URL (a webhook; or Slack, e-mail: "
-            "docs/runbook.md) to be told of promotions, rollbacks and failed runs"
-        )
     path = stack.repo / AUTOMATIONS_FILE
     rules = load_automations(path).automations
     ui_url = settings.ui_url or stack.ui_url
     command = [sys.executable, "-m", "mlops.notifications_setup", "--file", str(path)]
-    # The child reads these settings, not whatever its environment would give.
+    # The child reads these settings, not whatever its environment would give. It always
+    # creates the automation that crashes silent flow runs; the rest needs a destination.
     env = {k: v for k, v in stack.environment().items() if not k.startswith(_NOTIFY_ENV)}
     for name, value in settings.model_dump().items():
         if value is not None:
             secret = value.get_secret_value() if isinstance(value, SecretStr) else value
             env[f"{_NOTIFY_ENV}{name.upper()}"] = str(secret)
     _run(stack, "notifications", [*command, "--ui-url", ui_url], env=env)
+    return notifications_line(settings, len(rules))
+
+
+def notifications_line(settings: NotificationSettings, rules: int) -> str:
+    """What `up` and `deploy` print about notifications: where they go, or how to turn
+    them on."""
+    if not settings.configured:
+        return (
+            "notifications   off: set MLOPS_NOTIFICATIONS__URL (a webhook; or Slack, e-mail: "
+            "docs/runbook.md) to be told of promotions, rollbacks and failed runs"
+        )
     return (
-        f"notifications   {len(rules)} automations -> {settings.destination()} "
+        f"notifications   {rules} automations -> {settings.destination()} "
         f"(block {settings.block_name})"
     )
 

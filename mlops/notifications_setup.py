@@ -28,7 +28,8 @@ from prefect.blocks.notifications import (  # noqa: TID251
     SlackWebhook,
 )
 from prefect.client.orchestration import get_client  # noqa: TID251
-from prefect.events.actions import SendNotification  # noqa: TID251
+from prefect.client.schemas.objects import StateType  # noqa: TID251
+from prefect.events.actions import ChangeFlowRunState, SendNotification  # noqa: TID251
 from prefect.events.schemas.automations import (  # noqa: TID251
     AutomationCore,
     EventTrigger,
@@ -46,7 +47,7 @@ from mlops.notifications import (
     load_automations,
     message_templates,
 )
-from mlops.settings import NotificationSettings, get_settings
+from mlops.settings import FlowRunSettings, NotificationSettings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,60 @@ def ensure_notifications(
     return apply_automations(specs, document.tag)
 
 
+REAPER_NAME = "mlops: crash silent flow runs"
+REAPER_TAG = "mlops-runs"
+FLOW_RUN_HEARTBEAT = "prefect.flow-run.heartbeat"
+FLOW_RUN_RUNNING = "prefect.flow-run.Running"
+FLOW_RUN_ENDS = frozenset(
+    {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled"}
+    | {"prefect.flow-run.Crashed"}
+)
+
+
+def reaper_spec(settings: FlowRunSettings) -> AutomationCore:
+    """The automation that marks a deployment's flow run Crashed when it falls silent.
+
+    Prefect's recipe for runs whose worker died (a hard-killed worker never reports its
+    run), started one event earlier: after the run turns Running (a state change the
+    server itself records, so a run killed before its first heartbeat is covered too)
+    or after a heartbeat, expect another heartbeat or an end within `crashed_after_s`,
+    per flow run; silence changes the run's state to Crashed. That ends the run for
+    people and frees its deployment's concurrency slot, and the Crashed event tells
+    people through the failed-run notification. Only runs of deployments are judged:
+    the workers that run them beat (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`), while a flow
+    run in a person's own process may not.
+    """
+    trigger = EventTrigger(
+        after={FLOW_RUN_RUNNING, FLOW_RUN_HEARTBEAT},
+        expect={FLOW_RUN_HEARTBEAT, *FLOW_RUN_ENDS},
+        match=ResourceSpecification.model_validate({"prefect.resource.id": "prefect.flow-run.*"}),
+        match_related=ResourceSpecification.model_validate({"prefect.resource.role": "deployment"}),
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=timedelta(seconds=settings.crashed_after_s),
+    )
+    action = ChangeFlowRunState(
+        name="Crashed",
+        state=StateType.CRASHED,
+        force=False,
+        message=f"no heartbeat for {settings.crashed_after_s:g} s: its worker died",
+    )
+    return AutomationCore(
+        name=REAPER_NAME,
+        description="Marks a running flow run Crashed when its heartbeats stop (worker killed).",
+        enabled=True,
+        tags=[REAPER_TAG],
+        trigger=trigger,
+        actions=[action],
+    )
+
+
+def ensure_reaper(settings: FlowRunSettings) -> Applied:
+    """Create (or update) the automation that crashes silent flow runs."""
+    return apply_automations([reaper_spec(settings)], REAPER_TAG)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m mlops.notifications_setup`: what `make up` runs (PREFECT_API_URL set)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -212,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
+    reaper = ensure_reaper(get_settings().runs)
+    logger.info("silent flow runs: %s (%s)", REAPER_NAME, reaper.summary())
     settings = get_settings().notifications
     applied = ensure_notifications(settings, args.file, args.ui_url)
     if applied is None:

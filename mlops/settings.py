@@ -415,6 +415,38 @@ class QualitySettings(BaseModel):
     )
 
 
+class FlowRunSettings(BaseModel):
+    """How a flow run that died without a word (its worker killed) is noticed.
+
+    Prefect marks a run Crashed only when a live worker sees its process die; a run
+    whose worker was killed stays Running on the server for ever, holding its
+    deployment's concurrency slot (so a `CANCEL_NEW` schedule never runs again). Runs
+    send heartbeats, and the automation `mlops: crash silent flow runs` (created by
+    `make up` / `mlops stack deploy`) marks a run Crashed when they stop.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    heartbeat_s: int = Field(
+        default=30,
+        ge=30,
+        description="Flow runs of the stack send a heartbeat event this often "
+        "(PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers; Prefect's least is 30 s).",
+    )
+    crashed_after_s: float = Field(
+        default=90.0,
+        ge=10.0,
+        description="A running flow run silent this long is marked Crashed (Prefect's "
+        "proactive triggers wait 10 s at least).",
+    )
+
+    @model_validator(mode="after")
+    def _silence_outlasts_beats(self) -> FlowRunSettings:
+        if self.crashed_after_s < 2 * self.heartbeat_s:
+            raise ValueError("runs.crashed_after_s must be at least twice runs.heartbeat_s")
+        return self
+
+
 class NotificationSettings(BaseModel):
     """Who is told what the loop did, and how: Prefect automations and their block.
 
@@ -526,6 +558,7 @@ class Settings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     notifications: NotificationSettings = NotificationSettings()
     quality: QualitySettings = QualitySettings()
+    runs: FlowRunSettings = FlowRunSettings()
 
     @field_validator("home")
     @classmethod

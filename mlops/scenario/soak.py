@@ -35,7 +35,6 @@ from mlops.scenario.observe import PrefectApi
 from mlops.scenario.soak_plan import SoakPlan, break_pipe, plan_soak
 from mlops.scenario.soak_report import MemorySample, SoakReport, build_report
 from mlops.scenario.stack import (
-    RETRAIN_MIN_WINDOWS,
     running_stack,
     scenario_base_environment,
     start_service,
@@ -116,10 +115,12 @@ class SoakConfig:
         labelled_rows_per_stage = int(self.rows_per_second * self.stage_s)
         return {
             **scenario_base_environment(home),
-            # A retraining learns from the last 45 min, needs 4 stages' worth of labelled
-            # rows, and may not follow another one within 20 min.
+            # A retraining learns from the last 45 min (an alarm's onset reaches further
+            # back), needs a stage's worth of labelled rows (labels are 20 min late, so
+            # more would hold every alarm for most of an hour), and may not follow
+            # another one within 20 min.
             "MLOPS_RETRAINING__WINDOW_DAYS": f"{45 * 60 / 86_400:.8f}",
-            "MLOPS_RETRAINING__MIN_NEW_ROWS": str(RETRAIN_MIN_WINDOWS * labelled_rows_per_stage),
+            "MLOPS_RETRAINING__MIN_NEW_ROWS": str(labelled_rows_per_stage),
             "MLOPS_RETRAINING__COOLDOWN_S": f"{20 * 60:g}",
             "MLOPS_RETRAINING__DEBOUNCE_S": f"{self.monitor_every_s * 2:g}",
             "MLOPS_ROLLOUT__MIN_STAGE_SECONDS": f"{self.stage_s:g}",
