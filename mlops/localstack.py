@@ -180,6 +180,9 @@ class LocalStack:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         # Flow runs beat, so a run whose worker was killed is noticed (FlowRunSettings).
         env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(self.flow_heartbeat_s))
+        # Long-lived threaded processes (server, worker, service) otherwise keep growing
+        # glibc's per-thread malloc arenas for hours: fragmentation that reads as a leak.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         return env
 
     def _pid_file(self, name: str) -> Path:

@@ -108,7 +108,7 @@ def soak(
     detections and delays, false alarms, retrainings, rollouts, the longest rollout and
     alarm wait, non-2xx answers, and the RSS of the service and the worker. Exits 1
     when a shift or an incident went unnoticed, an alarm was false, a rollout outlived
-    its deadline, or the memory grew by more than 10 %.
+    its deadline, or the memory grew by more than 10 % after the warm-up.
     """
     from mlops.scenario.soak import SoakConfig, run_soak
 

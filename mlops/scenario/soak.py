@@ -207,6 +207,7 @@ def run_soak(config: SoakConfig) -> SoakReport:
                 statuses=dict(traffic.statuses),
                 memory=memory,
                 grace_s=config.monitor_every_s + config.label_delay_s,
+                warm_s=config.warmup_s,
             )
         finally:
             traffic.close()

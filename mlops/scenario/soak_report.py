@@ -4,13 +4,18 @@ Reactions come from Prefect's event log (every `mlops.*` event the loop emitted)
 retraining ledger (alarms and runs) and the serving side (HTTP statuses, memory). The
 judgement rules, spelled out because a soak's figures are only as good as them:
 
-* a **shift is detected** by the first drift alarm (raised `mlops.drift.detected` or
-  held `mlops.drift.held`) after it and before the next shift;
+* the **champion's regime** is the world's regime when the serving champion was
+  registered (its training window ends there): the baseline for the first champion;
+* a shift is **expected to alarm** when it moves the world away from the champion's
+  regime; a return to the champion's own regime (the baseline again, say, when no
+  retraining followed the previous shift) is not, and is reported as such;
+* an expected shift **is detected** by the first drift alarm (raised
+  `mlops.drift.detected` or held `mlops.drift.held`) after it and before the next shift;
 * an **incident is detected** by the first `mlops.data_quality.degraded` inside it (or
   within `grace_s` after it started);
-* a drift alarm is **false** when it falls before the first shift, or after the loop
-  recovered from the latest shift (a promotion after it, plus `grace_s` for the
-  monitor's window to hold only the new champion's answers), outside any incident;
+* a drift alarm is **false** when, outside any incident, the monitor's whole window
+  (`grace_s` back from the alarm) saw the world in the champion's regime: no shift and
+  no promotion in that window, and the world's regime the champion's;
 * a **rollout** starts with `mlops.model.registered` and ends with the first
   `mlops.model.promoted` / `mlops.model.rolled_back` of its version; one never ended
   is active until the soak's end.
@@ -36,6 +41,7 @@ from mlops.retraining import recent_alarms, retrain_runs
 from mlops.scenario.observe import PrefectApi
 from mlops.scenario.soak_plan import InjectionKind, SoakPlan
 from mlops.settings import Settings
+from mlops.synthetic import Scenario
 
 ALARMS = (DRIFT_DETECTED, DRIFT_ALARM_HELD)
 
@@ -60,6 +66,8 @@ class InjectionOutcome(BaseModel):
     at_s: float
     detected_at_s: float | None
     delay_s: float | None
+    expected: bool = True
+    """False for a shift back to the champion's own regime: nothing to detect."""
 
 
 class RolloutOutcome(BaseModel):
@@ -85,6 +93,7 @@ class SoakReport(BaseModel):
     ended_at: datetime
     injections: list[InjectionOutcome]
     shifts_injected: int
+    shifts_expected: int = Field(description="Shifts away from the champion's regime.")
     shifts_detected: int
     incidents_injected: int
     incidents_detected: int
@@ -102,7 +111,11 @@ class SoakReport(BaseModel):
     statuses: dict[str, int]
     events: dict[str, int] = Field(description="mlops.* events by name.")
     memory: list[MemorySample]
-    service_rss_growth: float | None = Field(description="End RSS / start RSS - 1.")
+    warm_s: float = Field(
+        description="Growth is measured from the first sample this late: by then every "
+        "process has imported what it runs (the monitor, the canary, the service's model)."
+    )
+    service_rss_growth: float | None = Field(description="End RSS / warm RSS - 1.")
     worker_rss_growth: float | None
 
     def healthy(self, rollout_deadline_s: float, max_growth: float = 0.10) -> bool:
@@ -114,7 +127,7 @@ class SoakReport(BaseModel):
             for growth in (self.service_rss_growth, self.worker_rss_growth)
         )
         return (
-            self.shifts_detected == self.shifts_injected
+            self.shifts_detected == self.shifts_expected
             and self.incidents_detected == self.incidents_injected
             and self.false_alarms == 0
             and deadline_ok
@@ -130,11 +143,17 @@ class SoakReport(BaseModel):
             "injections:",
         ]
         for item in self.injections:
-            seen = "NOT detected" if item.delay_s is None else f"seen after {item.delay_s:.0f} s"
+            if not item.expected:
+                seen = "the champion's own regime: no alarm expected"
+            elif item.delay_s is None:
+                seen = "NOT detected"
+            else:
+                seen = f"seen after {item.delay_s:.0f} s"
             out.append(f"  {item.at_s:7.0f} s  {item.label:40s} {seen}")
         out += [
             "",
-            f"shifts detected {self.shifts_detected}/{self.shifts_injected}, incidents "
+            f"shifts detected {self.shifts_detected}/{self.shifts_expected} "
+            f"({self.shifts_injected} injected), incidents "
             f"detected {self.incidents_detected}/{self.incidents_injected}",
             f"drift alarms {self.alarms}, false {self.false_alarms} "
             f"{self.false_alarm_times_s or ''}",
@@ -148,8 +167,11 @@ class SoakReport(BaseModel):
             f"longest alarm wait {_minutes(self.longest_alarm_wait_s)}",
             f"requests {self.requests}, non-2xx {self.non_2xx} {self.statuses}",
             f"events {self.events}",
-            f"RSS service {_mib(self.memory, 'service_mib')} ({_pct(self.service_rss_growth)}), "
-            f"worker {_mib(self.memory, 'worker_mib')} ({_pct(self.worker_rss_growth)})",
+            f"RSS (cold -> warm at {self.warm_s / 60:.0f} min -> end) service "
+            f"{_mib(self.memory, 'service_mib', self.warm_s)} "
+            f"({_pct(self.service_rss_growth)} since warm), "
+            f"worker {_mib(self.memory, 'worker_mib', self.warm_s)} "
+            f"({_pct(self.worker_rss_growth)} since warm)",
         ]
         return out
 
@@ -167,6 +189,7 @@ def build_report(
     statuses: dict[int, int],
     memory: list[MemorySample],
     grace_s: float,
+    warm_s: float,
 ) -> SoakReport:
     """Read what the loop did during the soak and judge it against the plan."""
     events = api.events("mlops.", started, ended)
@@ -179,9 +202,14 @@ def build_report(
 
     alarms = [t for t, _ in named(*ALARMS)]
     quality = [t for t, _ in named(DATA_QUALITY_DEGRADED)]
-    promotions = [t for t, _ in named(MODEL_PROMOTED)]
-    outcomes = _injections(plan, alarms, quality, grace_s)
-    false_alarms = _false_alarms(plan, alarms, promotions, grace_s)
+    registered = {str(e["payload"].get("version")): t for t, e in named(MODEL_REGISTERED)}
+    champions = champion_regimes(
+        plan,
+        [(t, str(e["payload"].get("version"))) for t, e in named(MODEL_PROMOTED)],
+        registered,
+    )
+    outcomes = _injections(plan, alarms, quality, grace_s, champions)
+    false_alarms = _false_alarms(plan, alarms, champions, grace_s)
     rollouts = _rollouts(named, first_version, (ended - started).total_seconds())
     runs = retrain_runs(settings, model)
     by_status: dict[str, int] = {}
@@ -203,6 +231,7 @@ def build_report(
         ended_at=ended,
         injections=outcomes,
         shifts_injected=len(plan.shifts),
+        shifts_expected=sum(1 for o in outcomes if o.kind == InjectionKind.SHIFT and o.expected),
         shifts_detected=sum(
             1 for o in outcomes if o.kind == InjectionKind.SHIFT and o.delay_s is not None
         ),
@@ -224,21 +253,47 @@ def build_report(
         statuses={str(code): n for code, n in sorted(statuses.items())},
         events=counted,
         memory=memory,
-        service_rss_growth=_growth(memory, "service_mib"),
-        worker_rss_growth=_growth(memory, "worker_mib"),
+        warm_s=warm_s,
+        service_rss_growth=_growth(memory, "service_mib", warm_s),
+        worker_rss_growth=_growth(memory, "worker_mib", warm_s),
     )
 
 
+ChampionTimeline = list[tuple[float, Scenario]]
+"""When each champion started serving (seconds since the soak's start) and its regime."""
+
+
+def champion_regimes(
+    plan: SoakPlan, promotions: list[tuple[float, str]], registered: dict[str, float]
+) -> ChampionTimeline:
+    """The champions' regimes over the soak: the baseline first, then at each promotion
+    the world's regime when the promoted version was registered."""
+    timeline: ChampionTimeline = [(0.0, Scenario.BASELINE)]
+    for at_s, version in sorted(promotions):
+        timeline.append((at_s, plan.regime_at(registered.get(version, at_s))))
+    return timeline
+
+
+def _champion_at(champions: ChampionTimeline, at_s: float) -> Scenario:
+    return [regime for since, regime in champions if since <= at_s][-1]
+
+
 def _injections(
-    plan: SoakPlan, alarms: list[float], quality: list[float], grace_s: float
+    plan: SoakPlan,
+    alarms: list[float],
+    quality: list[float],
+    grace_s: float,
+    champions: ChampionTimeline,
 ) -> list[InjectionOutcome]:
     shifts = [s.at_s for s in plan.shifts]
     found = []
     for injection in plan.injections:
+        expected = True
         if injection.kind is InjectionKind.SHIFT:
+            expected = injection.regime != _champion_at(champions, injection.at_s)
             later = [s for s in shifts if s > injection.at_s]
             until = later[0] if later else float("inf")
-            hits = [t for t in alarms if injection.at_s <= t < until]
+            hits = [t for t in alarms if injection.at_s <= t < until] if expected else []
         else:
             until = injection.at_s + injection.duration_s + grace_s
             hits = [t for t in quality if injection.at_s <= t < until]
@@ -250,26 +305,25 @@ def _injections(
                 at_s=injection.at_s,
                 detected_at_s=None if first is None else round(first, 1),
                 delay_s=None if first is None else round(first - injection.at_s, 1),
+                expected=expected,
             )
         )
     return found
 
 
 def _false_alarms(
-    plan: SoakPlan, alarms: list[float], promotions: list[float], grace_s: float
+    plan: SoakPlan, alarms: list[float], champions: ChampionTimeline, grace_s: float
 ) -> list[float]:
     shifts = [s.at_s for s in plan.shifts]
     incidents = [(i.at_s, i.at_s + i.duration_s + grace_s) for i in plan.incidents]
+    changes = shifts + [since for since, _ in champions[1:]]
     false = []
     for t in alarms:
         if any(start <= t < end for start, end in incidents):
             continue
-        before = [s for s in shifts if s <= t]
-        if not before:
-            false.append(t)
-            continue
-        recovered = [p for p in promotions if before[-1] < p and p + grace_s <= t]
-        if recovered:
+        if any(t - grace_s < change <= t for change in changes):
+            continue  # the monitor's window holds two regimes or two champions
+        if plan.regime_at(t) == _champion_at(champions, t):
             false.append(t)
     return false
 
@@ -304,20 +358,32 @@ def _rollouts(named: Any, first_version: str, total_s: float) -> list[RolloutOut
     return found
 
 
-def _growth(memory: list[MemorySample], field: str) -> float | None:
-    values: list[float] = [getattr(m, field) for m in memory if getattr(m, field) is not None]
-    if len(values) < 2 or not values[0]:
+def _values(memory: list[MemorySample], field: str) -> list[float]:
+    return [getattr(m, field) for m in memory if getattr(m, field) is not None]
+
+
+def _warm(memory: list[MemorySample], field: str, warm_s: float) -> float | None:
+    late = _values([m for m in memory if m.at_s >= warm_s], field)
+    return late[0] if late else None
+
+
+def _growth(memory: list[MemorySample], field: str, warm_s: float) -> float | None:
+    values, warm = _values(memory, field), _warm(memory, field, warm_s)
+    if len(values) < 2 or not warm:
         return None
-    return round(values[-1] / values[0] - 1.0, 4)
+    return round(values[-1] / warm - 1.0, 4)
 
 
 def _minutes(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def _mib(memory: list[MemorySample], field: str) -> str:
-    values = [getattr(m, field) for m in memory if getattr(m, field) is not None]
-    return "-" if not values else f"{values[0]:.0f} -> {values[-1]:.0f} MiB"
+def _mib(memory: list[MemorySample], field: str, warm_s: float) -> str:
+    values, warm = _values(memory, field), _warm(memory, field, warm_s)
+    if not values:
+        return "-"
+    middle = "?" if warm is None else f"{warm:.0f}"
+    return f"{values[0]:.0f} -> {middle} -> {values[-1]:.0f} MiB"
 
 
 def _pct(value: float | None) -> str:

@@ -14,7 +14,7 @@ from mlops.scenario.soak_plan import (
     break_pipe,
     plan_soak,
 )
-from mlops.scenario.soak_report import _false_alarms, _injections
+from mlops.scenario.soak_report import _false_alarms, _injections, champion_regimes
 from mlops.synthetic import Scenario
 
 HOUR = 3600.0
@@ -98,8 +98,29 @@ def test_detection_and_false_alarms_are_judged_against_the_plan() -> None:
     )
     alarms = [500.0, 1900.0, 2500.0, 4000.0, 5100.0]
     quality = [5300.0]
-    promotions = [3000.0]
-    found = _injections(plan, alarms, quality, grace_s=300.0)
+    # v2, registered at 2000 s (the shifted regime), serves from 3000 s.
+    champions = champion_regimes(plan, [(3000.0, "2")], {"2": 2000.0})
+    found = _injections(plan, alarms, quality, 300.0, champions)
     assert [o.delay_s for o in found] == [900.0, 300.0]
     # 500: before any shift; 4000: 1000 s after the recovery; 5100: inside the incident.
-    assert _false_alarms(plan, alarms, promotions, grace_s=300.0) == [500.0, 4000.0]
+    assert _false_alarms(plan, alarms, champions, grace_s=300.0) == [500.0, 4000.0]
+
+
+def test_a_return_to_the_champions_regime_is_not_a_shift_to_detect() -> None:
+    plan = SoakPlan(
+        (
+            Injection(InjectionKind.SHIFT, 1000.0, regime=Scenario.CONCEPT_SHIFT),
+            Injection(InjectionKind.SHIFT, 3000.0, regime=Scenario.BASELINE),
+        )
+    )
+    champions = champion_regimes(plan, [], {})  # no retraining: the baseline champion serves
+    alarms = [1200.0, 2900.0, 3100.0, 3250.0, 3400.0]
+    found = _injections(plan, alarms, [], 300.0, champions)
+    assert [(o.expected, o.delay_s) for o in found] == [(True, 200.0), (False, None)]
+    # 3100 and 3250: the window still holds shifted rows; 3400: baseline world, baseline champion.
+    assert _false_alarms(plan, alarms, champions, grace_s=300.0) == [3400.0]
+    # Had a retraining on the shifted regime been promoted at 2500 s, the return is a shift.
+    retrained = champion_regimes(plan, [(2500.0, "2")], {"2": 2000.0})
+    found = _injections(plan, alarms, [], 300.0, retrained)
+    assert [(o.expected, o.delay_s) for o in found] == [(True, 200.0), (True, 100.0)]
+    assert _false_alarms(plan, alarms, retrained, grace_s=300.0) == [2900.0]
