@@ -88,6 +88,13 @@ class NotificationRule(BaseModel):
     model: str | None = Field(default=None, description="Jinja; the file's default when unset.")
     version: str | None = None
     reason: str | None = None
+    repeat_after_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="At most one message per resource (the model) in this many seconds, "
+        "for events a condition repeats every monitor run (an incident, an overdue alarm); "
+        "0: one message per event.",
+    )
 
     @model_validator(mode="after")
     def _flows_only_for_flow_runs(self) -> NotificationRule:

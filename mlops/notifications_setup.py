@@ -105,8 +105,10 @@ def automation_spec(
 ) -> AutomationCore:
     """One rule as a Prefect automation: an event trigger and a send-notification action.
 
-    Each matching event fires it once (reactive, threshold 1). Flow-run rules match
-    only runs whose related flow is one of `rule.flows`.
+    Each matching event fires it once (reactive, threshold 1); with `repeat_after_s`,
+    the first event fires it and the model's next ones within that time do not (Prefect
+    opens the next bucket after the period). Flow-run rules match only runs whose
+    related flow is one of `rule.flows`.
     """
     templates = message_templates(rule, document.defaults, ui_url)
     match_related = ResourceSpecification.model_validate({})  # any (or no) related resource
@@ -118,7 +120,8 @@ def automation_spec(
         expect=set(rule.events),
         posture=Posture.Reactive,
         threshold=1,
-        within=timedelta(0),
+        within=timedelta(seconds=rule.repeat_after_s),
+        for_each={"prefect.resource.id"} if rule.repeat_after_s else set(),
         match_related=match_related,
     )
     action = SendNotification(

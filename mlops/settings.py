@@ -195,7 +195,14 @@ class RolloutSettings(BaseModel):
     )
     min_stage_seconds: float = Field(default=600.0, ge=0.0)
     alpha: float = Field(
-        default=0.05, gt=0.0, lt=1.0, description="False-promotion rate of the sequential test."
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="False-promotion rate of the sequential test, and the error level of "
+        "the guardrails' bounds: the error-rate guardrail uses a one-sided 1 - alpha "
+        "lower bound; the p99-latency guardrail 1 - alpha confidence intervals of both "
+        "p99s, so a challenger no slower than the champion is rolled back on latency with "
+        "probability at most alpha at a look, whatever the latency distribution.",
     )
     min_labels: int = Field(
         default=200, ge=1, description="Labelled challenger predictions before the test may decide."
@@ -204,13 +211,17 @@ class RolloutSettings(BaseModel):
         default=0.01, ge=0.0, le=1.0, description="Challenger error share that rolls back."
     )
     max_p99_latency_ratio: float = Field(
-        default=2.0, gt=0.0, description="Challenger p99 / champion p99 that rolls back."
+        default=2.0,
+        gt=0.0,
+        description="Rolls back when the lower confidence bound of the challenger's p99 "
+        "(at level 1 - alpha) exceeds this times the upper bound of the champion's: "
+        "point estimates of a p99 from a few hundred latencies differ twofold by chance.",
     )
     min_p99_latency_increase_ms: float = Field(
         default=5.0,
         ge=0.0,
-        description="...when the challenger's p99 is also this much slower: a p99 of a few "
-        "ms doubles by chance on a busy host, and users do not feel 3 ms.",
+        description="...and exceeds it by more than this: on a busy host a p99 of a few ms "
+        "doubles for reasons other than the model, and users do not feel 3 ms.",
     )
     max_duration_s: float = Field(
         default=3 * 86_400.0,
@@ -422,7 +433,9 @@ class FlowRunSettings(BaseModel):
     whose worker was killed stays Running on the server for ever, holding its
     deployment's concurrency slot (so a `CANCEL_NEW` schedule never runs again). Runs
     send heartbeats, and the automation `mlops: crash silent flow runs` (created by
-    `make up` / `mlops stack deploy`) marks a run Crashed when they stop.
+    `make up` / `mlops stack deploy`) marks a run Crashed when they stop; the
+    `sweep-silent-runs` deployment (every 5 minutes, `mlops.runs`) does the same for runs
+    the automation missed and for runs that never left Pending.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -438,6 +451,12 @@ class FlowRunSettings(BaseModel):
         ge=10.0,
         description="A running flow run silent this long is marked Crashed (Prefect's "
         "proactive triggers wait 10 s at least).",
+    )
+    pending_after_s: float = Field(
+        default=900.0,
+        gt=0.0,
+        description="A flow run Pending this long is marked Crashed: its process never "
+        "started (a worker killed while submitting it; an ECS task that never ran).",
     )
 
     @model_validator(mode="after")

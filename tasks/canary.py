@@ -143,6 +143,7 @@ def _evidence(
         read_predictions(settings, model_name=state.model_name, since=since),
         read_feedback(settings, since=since),
         now,
+        alpha=settings.rollout.alpha,
     )
 
 

@@ -9,8 +9,15 @@
      `max_error_rate` (the one-sided Clopper-Pearson lower bound at confidence
      1 - alpha exceeds it; a challenger that fails its first request is rolled back
      on that request, one error in a hundred against a 1 % limit is not);
-   - latency: challenger p99 / champion p99 above `max_p99_latency_ratio` (once both
-     have at least `MIN_LATENCY_SAMPLES` latencies).
+   - latency: the challenger's p99 is *significantly* slower than the champion's: the
+     lower bound of its 1 - alpha confidence interval exceeds `max_p99_latency_ratio`
+     times the upper bound of the champion's, and by more than
+     `min_p99_latency_increase_ms` (once both have at least `MIN_LATENCY_SAMPLES`
+     latencies; the bounds are distribution-free, from order statistics, see
+     `evidence.p99_bounds`). Two arms with the same latency distribution are rolled
+     back with probability at most alpha at a look, however heavy its tail, where the
+     point estimates of the p99 (the 3rd largest of 300 latencies) differ twofold by
+     chance on a busy host.
 2. **The sequential test** (mSPRT on per-prediction log loss, see `sequential.py`),
    once `min_labels` challenger predictions are labelled: significantly better →
    promote (early, at any stage), significantly worse → roll back.
@@ -273,16 +280,38 @@ def _guardrail_breach(evidence: StageEvidence, settings: RolloutSettings) -> str
                 f"({chall.errors / chall.predictions:.1%}, lower bound {lower:.2%}) "
                 f"above {settings.max_error_rate:.2%}"
             )
-    ratio = evidence.p99_latency_ratio
-    if ratio is None or ratio <= settings.max_p99_latency_ratio:
+    return _latency_breach(evidence, settings)
+
+
+def _latency_breach(evidence: StageEvidence, settings: RolloutSettings) -> str:
+    """Roll back on latency only when the challenger's p99 is slower beyond doubt: its
+    lower bound above the limit set by the champion's upper bound (see the docstring)."""
+    chall = evidence.challenger
+    lower = chall.p99_latency_lower_ms
+    upper = evidence.champion_reference_p99_upper_ms
+    if lower is None or upper is None:
         return ""
-    assert chall.p99_latency_ms is not None and evidence.champion_reference_p99_ms is not None
-    slower_ms = chall.p99_latency_ms - evidence.champion_reference_p99_ms
-    if slower_ms <= settings.min_p99_latency_increase_ms:
+    if evidence.latency_alpha != settings.alpha:
+        logger.warning(
+            "model %s: p99 bounds at alpha %g, the rollout's alpha is %g",
+            evidence.model_name,
+            evidence.latency_alpha,
+            settings.alpha,
+        )
+    if lower <= settings.max_p99_latency_ratio * upper:
         return ""
+    if lower - upper <= settings.min_p99_latency_increase_ms:
+        return ""
+    confidence = f"{1 - evidence.latency_alpha:.0%}"
+    ratio = evidence.p99_latency_ratio_lower_bound
+    at_least = "" if ratio is None else f"{ratio:.2f}x and "
     return (
-        f"guardrail: challenger p99 latency {chall.p99_latency_ms:.1f} ms is {ratio:.2f}x "
-        f"the champion's {evidence.champion_reference_p99_ms:.1f} ms "
+        f"guardrail: challenger p99 latency {chall.p99_latency_ms:.1f} ms "
+        f"({confidence} lower bound {lower:.1f} ms, {chall.latency_samples} latencies) "
+        f"vs the champion's {evidence.champion_reference_p99_ms:.1f} ms "
+        f"({confidence} upper bound {upper:.1f} ms, "
+        f"{evidence.champion_reference_latency_samples} latencies): "
+        f"at least {at_least}+{lower - upper:.1f} ms slower "
         f"(limit {settings.max_p99_latency_ratio:.2f}x and "
         f"+{settings.min_p99_latency_increase_ms:g} ms)"
     )

@@ -45,8 +45,9 @@ from mlops.synthetic import TIMESTAMP, Scenario, generate
 
 logger = logging.getLogger(__name__)
 
-SOAK_DEPLOYMENTS = ("on-drift", "on-registered", "resume", "hourly")
-"""Retraining on drift, the canary on a registration and on its schedule, the monitor."""
+SOAK_DEPLOYMENTS = ("on-drift", "on-registered", "resume", "hourly", "every-5-minutes")
+"""Retraining on drift, the canary on a registration and on its schedule, the monitor, the
+silent-run sweep."""
 
 
 @dataclass(frozen=True)

@@ -269,11 +269,6 @@ class Api:
         )
         return str(run["id"])
 
-    def crash(self, run_id: str, message: str) -> None:
-        """Force a flow run Crashed (what a zombie-run detector does for a dead run)."""
-        body = {"state": {"type": "CRASHED", "message": message}, "force": True}
-        self._post(f"/flow_runs/{run_id}/set_state", body)
-
     def events(self, name: str, resource_id: str) -> list[dict[str, Any]]:
         body = {
             "filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}},

@@ -25,6 +25,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.events import emit_event
+from prefect.events.filters import EventFilter
 from pydantic import SecretStr
 
 from mlops import events
@@ -48,6 +49,9 @@ MODEL_EVENTS = (
     events.DRIFT_ALARM_OVERDUE,
     events.RETRAINING_EXPIRED,
 )
+REPEATED_EVENTS = (events.DATA_QUALITY_DEGRADED, events.DRIFT_ALARM_OVERDUE)
+"""Emitted by every monitor run while they last; their rules send one message an hour or
+more per model (`repeat_after_s`)."""
 
 
 @dataclass
@@ -115,6 +119,17 @@ def emit_loop_events(model: str, dataset: str, tag: str) -> None:
             },
             payload={"version": str(number), "reason": f"{tag}: why {name}"},
         )
+    # The monitor's next run while the incident lasts and the alarm waits: no new message.
+    for number, name in enumerate(MODEL_EVENTS, start=1):
+        if name in REPEATED_EVENTS:
+            emit_event(
+                event=name,
+                resource={
+                    "prefect.resource.id": model_resource_id(model),
+                    "prefect.resource.name": model,
+                },
+                payload={"version": str(number), "reason": f"{tag}: why {name}"},
+            )
     emit_event(
         event=events.BATCH_QUARANTINED,
         resource={
@@ -239,6 +254,18 @@ def test_each_event_and_failed_run_notifies_once(
     assert message["subject"].endswith(" failed")
     assert "drift-monitor" in message["text"] and f"{tag}: boom" in message["text"]
 
-    # Nothing else of ours: one POST per event, none for the other flow's failure.
+    # Nothing else of ours: one POST per event (the repeated ones too, once the server
+    # holds them), none for the other flow's failure.
+    with get_client(sync_client=True) as client:
+        repeats = EventFilter.model_validate(
+            {
+                "event": {"name": list(REPEATED_EVENTS)},
+                "resource": {"id": [model_resource_id(model)]},
+            }
+        )
+        wait_for(
+            lambda: len(client.read_events(repeats, limit=10).events) == 2 * len(REPEATED_EVENTS),
+            "the repeated events in the server's event log",
+        )
     assert all(len(posts) == 1 for posts in ours().values()), ours().keys()
     assert not [p for p in receiver.received() if "not ours" in p["json"].get("reason", "")]

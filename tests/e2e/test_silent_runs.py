@@ -1,11 +1,14 @@
-"""A flow run whose worker died is noticed: the automation that crashes silent runs.
+"""A flow run whose worker died is noticed: the automation that crashes silent runs, and
+the sweep under it.
 
 On the session's real Prefect server: a running flow run beats (heartbeat events, as the
 flow engine sends them with `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`), then falls silent, as
 when its worker is SIGKILLed. The automation `mlops: crash silent flow runs` (created by
 `make up` / `mlops stack deploy`) must mark it Crashed, which frees its deployment's
 concurrency slot; so must it a run killed before its first heartbeat (it turned Running);
-a run that ended after its last heartbeat is left alone.
+a run that ended after its last heartbeat is left alone. The sweep
+(`sweep-silent-runs`, `tasks.runs.crash_silent_runs`) crashes, on the same server, a
+silent run and one stuck in Pending, and spares a run that beats and one that ended.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from prefect.client.schemas.objects import StateType
 from prefect.events import emit_event
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.events.worker import EventsWorker
-from prefect.states import Completed, Running
+from prefect.states import Completed, Pending, Running
 
 from mlops.notifications_setup import REAPER_NAME, ensure_reaper, reaper_spec
-from mlops.settings import FlowRunSettings
+from mlops.settings import FlowRunSettings, get_settings
+from tasks.runs import crash_silent_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -105,3 +109,39 @@ def test_the_reaper_waits_per_run_for_a_heartbeat_or_an_end() -> None:
     assert {"prefect.flow-run.Completed", "prefect.flow-run.Crashed"} <= trigger.expect
     assert trigger.for_each == {"prefect.resource.id"}
     assert trigger.within.total_seconds() == FlowRunSettings().crashed_after_s
+
+
+def test_the_sweep_crashes_runs_gone_silent_or_never_started(prefect_api_url: str) -> None:
+    # Silence of 8 beats (real runs: 3): the server stores events some seconds late.
+    limits = FlowRunSettings.model_construct(
+        heartbeat_s=2, crashed_after_s=16.0, pending_after_s=16.0
+    )
+    settings = get_settings().model_copy(update={"runs": limits})
+    with get_client(sync_client=True) as client:
+        deployment = _deployment(client)
+        silent, alive, ended = (_running(client, deployment) for _ in range(3))
+        stuck = client.create_flow_run_from_deployment(deployment, name="stuck").id
+        client.set_flow_run_state(stuck, Pending(), force=True)
+        _beat(silent)
+        _beat(ended)
+        client.set_flow_run_state(ended, Completed())
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < limits.crashed_after_s + 1:
+            _beat(alive)  # a live run keeps beating
+            time.sleep(limits.heartbeat_s)
+        _beat(alive)
+        crashed = {run.run_id: run.reason for run in crash_silent_runs.fn(settings=settings)}
+        assert str(silent) in crashed and "no heartbeat" in crashed[str(silent)]
+        assert str(stuck) in crashed and crashed[str(stuck)].startswith("Pending for")
+        assert str(alive) not in crashed and str(ended) not in crashed
+        for run, expected in (
+            (silent, StateType.CRASHED),
+            (stuck, StateType.CRASHED),
+            (alive, StateType.RUNNING),
+            (ended, StateType.COMPLETED),
+        ):
+            state = client.read_flow_run(run).state
+            assert state is not None and state.type is expected, (run, state)
+        crashed_state = client.read_flow_run(silent).state
+        assert crashed_state is not None and "silent-run sweep" in (crashed_state.message or "")
+        client.set_flow_run_state(alive, Completed())

@@ -314,3 +314,19 @@ def test_flow_run_rules_match_the_listed_flows_only() -> None:
     }
     # Slack and e-mail get the text, the generic webhook the JSON object.
     assert spec.actions[0].body.endswith(message_templates(rule, DOCUMENT.defaults, UI).text)  # type: ignore[union-attr]
+
+
+def test_conditions_repeated_every_monitor_run_notify_once_per_period() -> None:
+    block_id = uuid.uuid4()
+    repeated = {r.name: r for r in DOCUMENT.automations if r.repeat_after_s}
+    assert {e for r in repeated.values() for e in r.events} == {
+        events.DATA_QUALITY_DEGRADED,
+        events.DRIFT_ALARM_OVERDUE,
+    }
+    for rule in repeated.values():
+        trigger = setup.automation_spec(rule, DOCUMENT, block_id, "webhook", UI).trigger
+        assert trigger.within.total_seconds() == rule.repeat_after_s >= 3600  # type: ignore[union-attr]
+        assert trigger.for_each == {"prefect.resource.id"}  # type: ignore[union-attr]
+    [promoted] = [r for r in DOCUMENT.automations if events.MODEL_PROMOTED in r.events]
+    trigger = setup.automation_spec(promoted, DOCUMENT, block_id, "webhook", UI).trigger
+    assert trigger.within.total_seconds() == 0  # type: ignore[union-attr]

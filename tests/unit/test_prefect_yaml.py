@@ -90,6 +90,7 @@ def test_the_deployments_of_the_loop_are_all_there() -> None:
         "canary-rollout/on-registered",
         "canary-rollout/resume",
         "batch-scoring/on-demand",
+        "sweep-silent-runs/every-5-minutes",
     }
     assert set(LOCAL) | set(ECS) == set(DEPLOYMENTS), "every deployment is on one of the pools"
     assert len(DEPLOYMENTS) == len(DOCUMENT["deployments"]), "deployment names are unique"
@@ -132,7 +133,7 @@ def test_each_local_deployment_has_an_ecs_twin_working_in_the_image() -> None:
             {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/mlops"}}
         ]
         assert twin["work_pool"] == {"name": ECS_POOL, "work_queue_name": "default"} | {
-            "job_variables": {}
+            "job_variables": {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}}
         }
         # Everything else is the local deployment's: same flow, parameters, triggers.
         strip = {"name", "work_pool", "pull"}

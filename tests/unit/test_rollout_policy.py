@@ -270,9 +270,16 @@ def test_a_slow_challenger_is_rolled_back_on_p99_latency() -> None:
     shadow_pairs(log, MIN_LATENCY_SAMPLES, labelled=False, challenger_latency=15.0)
     made = decide(state, evidence_of(log, state, T0), SETTINGS, T0)
     assert made.action is RolloutAction.ROLLBACK
-    assert "p99 latency 15.0 ms is 3.00x the champion's 5.0 ms (limit 2.00x and +5 ms)" in (
-        made.reason
-    )
+    assert made.reason.startswith("guardrail: challenger p99 latency 15.0 ms")
+    # constant latencies: every order statistic, so both bounds, equal the p99
+    assert (
+        "(95% lower bound 15.0 ms, 300 latencies) vs the champion's 5.0 ms "
+        "(95% upper bound 5.0 ms, 300 latencies): at least 3.00x and +10.0 ms slower "
+        "(limit 2.00x and +5 ms)"
+    ) in made.reason
+    assert made.evidence["challenger_p99_lower_ms"] == 15.0
+    assert made.evidence["champion_p99_upper_ms"] == 5.0
+    assert made.evidence["champion_latency_samples"] == MIN_LATENCY_SAMPLES
 
 
 def test_a_few_milliseconds_of_p99_noise_do_not_roll_back() -> None:
