@@ -86,3 +86,17 @@ def redis_db() -> Iterator[int]:
         _unavailable("Redis", exc)
     yield 0
     client.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """One temporary Prefect server (SQLite) for the whole session, started by the first
+    test that asks; flows of every tier report to it. Tests that restart or break a
+    server start their own."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        url = PREFECT_API_URL.value()
+        assert url, "the test harness did not set PREFECT_API_URL"
+        yield url

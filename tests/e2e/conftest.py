@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a real Prefect server and an isolated state directory per scope."""
+"""End-to-end fixtures: an isolated state directory per scope (the session's Prefect server
+is `prefect_api_url` of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from mlops.settings import Settings, get_settings
-
-
-@pytest.fixture(scope="session")
-def prefect_api_url() -> Iterator[str]:
-    """A temporary Prefect server (SQLite) for the whole session; flows report to it."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        url = PREFECT_API_URL.value()
-        assert url, "the test harness did not set PREFECT_API_URL"
-        yield url
-
 
 # A small tuning budget keeps whole-pipeline tests to seconds. Such a model on a few
 # thousand rows may not beat logistic regression, so the gate's margin is relaxed here:

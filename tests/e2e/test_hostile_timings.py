@@ -417,7 +417,7 @@ def test_the_loop_converges_under_hostile_timings(loop: Loop) -> None:
             )
             converged = marks["converged"] = time.monotonic()
             run_v2 = wait_for(
-                lambda: finished(twin.version), f"on-registered run of v{twin.version}", 120
+                lambda: finished(twin.version), f"on-registered run of v{twin.version}", 240
             )
     print(  # noqa: T201
         f"\nkilled worker {worker_pid} and {killed} while resume run(s) "

@@ -1,7 +1,7 @@
 """Batch scoring of a large file: row-group partitions scored on a Dask cluster.
 
-A model is trained and registered by the training pipeline first (small budget), then
-the `batch-scoring` flow scores a file of several row groups with two worker processes.
+A small model is registered as the champion first, then the `batch-scoring` flow scores
+a file of several row groups with two worker processes, on the session's Prefect server.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import pytest
 
 from mlops.scoring import MANIFEST, ScoringModel, ScoringResult, plan_partitions
 from mlops.settings import Settings
-from mlops.synthetic import Scenario, generate, write_batch
+from mlops.synthetic import Scenario, generate
 
-CARD_FRAUD = Path("datasets/card_fraud.yaml").resolve()
-START = datetime(2026, 1, 1, tzinfo=UTC)
 ROW_GROUP = 5_000
 
 
@@ -56,23 +54,19 @@ class Registered:
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.training import TrainingPipelineParams, run_training_pipeline
+def registered(
+    prefect_api_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registered]:
+    """A small card-fraud model registered as champion (the registry's own calls; the
+    training pipeline that registers models has tests of its own)."""
     from tests.e2e.conftest import mlops_env
+    from tests.serving_support import register_model, train_models
 
     root = tmp_path_factory.mktemp("scoring")
-    data = write_batch(generate(Scenario.BASELINE, 3_000, START), root / "train.parquet")
-    with (
-        prefect_test_harness(server_startup_timeout=120),
-        mlops_env(root / "state", MLOPS_TUNING__WORKERS="2") as settings,
-    ):
-        result = run_training_pipeline(
-            TrainingPipelineParams(data=str(data), dataset_config=str(CARD_FRAUD))
-        )
-        assert result.model is not None
-        yield Registered(settings, result.model.version, root)
+    with mlops_env(root / "state") as settings:
+        models = train_models(root / "models", count=1, rows=3_000)
+        version = register_model(settings, "card_fraud", models, 0).version
+        yield Registered(settings, version, root)
 
 
 def _score(registered: Registered, data: Path, **params: object) -> ScoringResult:
@@ -102,7 +96,8 @@ def test_a_large_file_is_scored_in_parallel_partitions(registered: Registered) -
     with tempfile.TemporaryDirectory() as tmp:
         folder = download_artifact(client, "card_fraud", registered.version, Path(tmp))
         model = load_served_model(folder, result.model.artifact_sha256)
-    # Per partition: a dynamically quantized (int8) model scales activations per batch, so
+    # Per partition: a served model may be dynamically quantized (int8, scaling activations
+    # per batch), so
     # its scores depend on which rows are scored together.
     bounds = np.cumsum([0] + [p.rows for p in result.parts])
     expected = np.vstack(

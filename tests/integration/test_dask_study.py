@@ -85,17 +85,8 @@ def test_two_dask_worker_processes_share_one_postgres_study(
     assert all(t.state.is_finished() for t in study.trials)
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield str(PREFECT_API_URL.value())
-
-
 def test_tune_model_flow_runs_on_an_external_dask_scheduler(
-    prefect_api: str, data: TuningData, postgres_url: str, tmp_path: Path
+    prefect_api_url: str, data: TuningData, postgres_url: str, tmp_path: Path
 ) -> None:
     from prefect_dask import DaskTaskRunner
 
