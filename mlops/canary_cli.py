@@ -2,25 +2,23 @@
 
 The rollout flow decides on evidence; these commands are for the times a person must
 look or overrule. Every manual action goes to the same audit trail as the policy's,
-under the person's name.
+under the person's name. The registry and rollout modules (MLflow, torch) are imported
+inside the commands, so `mlops --help` does not pay for them.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from mlops.errors import PipelineError
-from mlops.registry.client import CHALLENGER, CHAMPION, registry_client, version_by_alias
-from mlops.rollout.actions import promote_now, restore_champion, rollback_now
-from mlops.rollout.audit import AuditTrail, audit_url
-from mlops.rollout.lock import RolloutLock
-from mlops.rollout.policy import RolloutAction, RolloutDecision
-from mlops.rollout.state import read_rollout
 from mlops.settings import get_settings
+
+if TYPE_CHECKING:
+    from mlops.rollout.policy import RolloutDecision
 
 canary_app = typer.Typer(help="Inspect or overrule the canary rollout.", no_args_is_help=True)
 
@@ -34,6 +32,10 @@ def canary_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Where the rollout stands: aliases, stage, share, and the last decisions."""
+    from mlops.registry.client import CHALLENGER, CHAMPION, registry_client, version_by_alias
+    from mlops.rollout.audit import AuditTrail, audit_url
+    from mlops.rollout.state import read_rollout
+
     settings = get_settings()
     name = model or settings.serving.model_name
     client = registry_client(settings)
@@ -71,7 +73,7 @@ def canary_status(
 @canary_app.command("promote")
 def canary_promote(reason: ReasonOption = "promoted by hand", model: ModelOption = None) -> None:
     """Make the challenger the champion now, whatever the rollout's stage."""
-    _act(RolloutAction.PROMOTE, model, reason)
+    _act("promote", model, reason)
 
 
 @canary_app.command("rollback")
@@ -79,7 +81,7 @@ def canary_rollback(
     reason: ReasonOption = "rolled back by hand", model: ModelOption = None
 ) -> None:
     """Withdraw the challenger now; its version is tagged with the reason."""
-    _act(RolloutAction.ROLLBACK, model, reason)
+    _act("rollback", model, reason)
 
 
 @canary_app.command("restore")
@@ -89,10 +91,21 @@ def canary_restore(
     model: ModelOption = None,
 ) -> None:
     """Make an earlier version the champion again (undo a promotion); no rollout may run."""
-    _act(RolloutAction.RESTORE, model, reason, version)
+    _act("restore", model, reason, version)
 
 
-def _act(action: RolloutAction, model: str | None, reason: str, version: str = "") -> None:
+def _act(
+    action: Literal["promote", "rollback", "restore"],
+    model: str | None,
+    reason: str,
+    version: str = "",
+) -> None:
+    from mlops.registry.client import registry_client
+    from mlops.rollout.actions import promote_now, restore_champion, rollback_now
+    from mlops.rollout.audit import AuditTrail, audit_url
+    from mlops.rollout.lock import RolloutLock
+    from mlops.rollout.policy import RolloutAction
+
     settings = get_settings()
     name = model or settings.serving.model_name
     client = registry_client(settings)
@@ -100,9 +113,9 @@ def _act(action: RolloutAction, model: str | None, reason: str, version: str = "
     lock = RolloutLock.for_settings(settings)
     try:
         decision: RolloutDecision
-        if action is RolloutAction.RESTORE:
+        if action == "restore":
             decision = restore_champion(client, name, version, actor, reason, lock=lock)
-        elif action is RolloutAction.PROMOTE:
+        elif action == "promote":
             decision = promote_now(client, name, actor, reason, lock=lock)
         else:
             decision = rollback_now(client, name, actor, reason, lock=lock)

@@ -120,7 +120,17 @@ def pipeline_run(
 def _run_pipeline(
     data: Path | None, dataset_config: Path, policy: RowPolicy | None, *, train: bool = True
 ) -> TrainingPipelineResult:
-    """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL)."""
+    """Run the flow in this process (Prefect's ephemeral server unless PREFECT_API_URL).
+
+    The spec and the batch are checked first: a typo is answered at once, before a
+    Prefect server, torch or MLflow start.
+    """
+    from mlops.dataset_spec import load_spec
+    from mlops.errors import ConfigError
+
+    load_spec(dataset_config)
+    if data is not None and not data.exists():
+        raise ConfigError(f"batch not found: {data}")
     settings = get_settings()
     _use_local_prefect(settings)
     from flows.training import TrainingPipelineParams, run_training_pipeline
