@@ -149,14 +149,12 @@ def test_a_small_window_is_not_judged(profile: ReferenceProfile) -> None:
     assert not report.degraded and report.failing == ()
 
 
-def test_a_ten_thousand_row_window_is_fast(profile: ReferenceProfile) -> None:
-    import time
-
+def test_a_window_of_mixed_json_types_is_judged_like_a_typed_one(
+    profile: ReferenceProfile,
+) -> None:
     window = _window(rows=10_000).astype(object)  # as mixed JSON reads back, worst case
-    started = time.perf_counter()
-    report = _judge(profile, window)
+    report = _judge(profile, window)  # its cost: benchmarks/hot_paths.py
     assert report.status is QualityStatus.OK, report.reason()
-    assert time.perf_counter() - started < 1.0
 
 
 # --- incidents as state -------------------------------------------------------------

@@ -28,7 +28,7 @@ Targets (printed with the figures): single-row throughput at concurrency 32 >= 2
 mlflow's and >= 1.5x the naive app's; p99 <= 10 ms at 500 req/s; entity-key p99
 <= 15 ms at 500 req/s; 256-row requests >= 10k rows/s.
 
-Run from the repository root: `.venv/bin/python benchmarks/serving.py` (10 s per
+Run from the repository root: `.venv/bin/python benchmarks/serving_throughput.py` (10 s per
 measurement), `--quick` (3 s), `--skip-mlflow`, `--service-workers N`.
 """
 
