@@ -1,5 +1,7 @@
 """infra/terraform passes checkov: zero failed checks, and every skip is a
 `#checkov:skip=CKV_...:reason` comment next to its resource that checkov honoured.
+The root module is scanned once per environment, with that environment's values
+(`--var-file environments/<environment>.tfvars`, as `terraform plan` gets them).
 
 checkov pins packages the project pins differently (boto3, networkx, packaging), so it
 lives in its own virtual environment: `CHECKOV_BIN`, else `checkov` on PATH, else
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "infra" / "terraform"
+ENV_NAMES = ("staging", "production")
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
 MIN_REASON = 20
 
@@ -47,12 +50,16 @@ def _checkov() -> str:
 
 
 @cache
-def _scan(checkov: str) -> dict[str, Any]:
+def _scan(checkov: str, env: str) -> dict[str, Any]:
+    var_file = TERRAFORM / "environments" / f"{env}.tfvars"
+    assert var_file.is_file(), var_file
     completed = subprocess.run(
         [
             checkov,
             "--directory",
             str(TERRAFORM),
+            "--var-file",
+            str(var_file),
             "--framework",
             "terraform",
             "--download-external-modules",
@@ -76,9 +83,9 @@ def _scan(checkov: str) -> dict[str, Any]:
     return report
 
 
-@pytest.fixture(scope="module")
-def report() -> dict[str, Any]:
-    return _scan(_checkov())
+@pytest.fixture(scope="module", params=ENV_NAMES)
+def report(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return _scan(_checkov(), request.param)
 
 
 def _describe(check: dict[str, Any]) -> str:

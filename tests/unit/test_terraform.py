@@ -1,10 +1,16 @@
 """infra/terraform checked without terraform: every file parses with an HCL parser, and
 the references `terraform validate` would resolve are declared (variables, locals,
 resources, data sources, module outputs, module arguments). On top: every output and
-variable is described, the tfvars of each environment set exactly declared variables,
-and the outputs of each environment map one to one onto the production settings of
+variable is described, the tfvars of each environment set exactly declared variables
+(the same ones in every environment), each environment has a state key of its own,
+and the outputs of the root module map one to one onto the production settings of
 `mlops.settings.Settings` (the shapes of the generated connection URLs pass the
 production validator too).
+
+Layout: one root module (`infra/terraform/*.tf`) for every environment; an environment
+is one values file (`environments/<env>.tfvars`, given to plan with `-var-file`) and
+one partial backend configuration (`environments/<env>.s3.tfbackend`, given to init
+with `-backend-config`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from mlops.settings import Profile, Settings
 
 TERRAFORM = Path(__file__).resolve().parents[2] / "infra" / "terraform"
 MODULES = TERRAFORM / "modules"
-ENVS = TERRAFORM / "envs"
+ENVIRONMENTS = TERRAFORM / "environments"
 ENV_NAMES = ("staging", "production")
 
 # The production profile: environment variable => is its value a secret?
@@ -63,7 +69,7 @@ SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
 
 @dataclass
 class TerraformDir:
-    """What one directory (a module or an environment) declares and references."""
+    """What one directory (a module or the root module) declares and references."""
 
     path: Path
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -140,11 +146,19 @@ def module_dirs() -> list[Path]:
 
 
 def all_dirs() -> list[Path]:
-    return module_dirs() + [ENVS / env for env in ENV_NAMES]
+    return module_dirs() + [TERRAFORM]
+
+
+def tfvars(env: str) -> Path:
+    return ENVIRONMENTS / f"{env}.tfvars"
+
+
+def backend_config(env: str) -> Path:
+    return ENVIRONMENTS / f"{env}.s3.tfbackend"
 
 
 def _ids(paths: list[Path]) -> list[str]:
-    return [str(path.relative_to(TERRAFORM)) for path in paths]
+    return [str(path.relative_to(TERRAFORM)) if path != TERRAFORM else "root" for path in paths]
 
 
 def _setting_output(env_var: str) -> str:
@@ -160,8 +174,9 @@ def test_every_file_parses(path: Path) -> None:
 
 
 @pytest.mark.parametrize("env", ENV_NAMES)
-def test_tfvars_parse(env: str) -> None:
-    assert _parse(ENVS / env / "terraform.tfvars")
+def test_tfvars_and_backend_config_parse(env: str) -> None:
+    assert _parse(tfvars(env))
+    assert _parse(backend_config(env))
 
 
 def test_layout_has_one_job_per_module() -> None:
@@ -183,9 +198,13 @@ def test_layout_has_one_job_per_module() -> None:
         assert {"main.tf", "variables.tf", "outputs.tf", "versions.tf"} <= {
             file.name for file in path.glob("*.tf")
         }, path
-    for env in ENV_NAMES:
-        assert (ENVS / env / "backend.tf").is_file()
-        assert (ENVS / env / "terraform.tfvars").is_file()
+    assert (TERRAFORM / "backend.tf").is_file()
+    assert {file.name for file in ENVIRONMENTS.iterdir()} == {
+        name for env in ENV_NAMES for name in (tfvars(env).name, backend_config(env).name)
+    }
+    # Terraform loads these by itself: values there would reach every environment.
+    auto_loaded = [*TERRAFORM.glob("terraform.tfvars*"), *TERRAFORM.glob("*.auto.tfvars*")]
+    assert auto_loaded == []
 
 
 # ------------------------------------------------------------ declared references
@@ -273,8 +292,8 @@ def test_every_checkov_skip_carries_a_reason() -> None:
 
 @pytest.mark.parametrize("env", ENV_NAMES)
 def test_tfvars_set_declared_variables_and_every_required_one(env: str) -> None:
-    declared = load_dir(ENVS / env).variables
-    values = _parse(ENVS / env / "terraform.tfvars")
+    declared = load_dir(TERRAFORM).variables
+    values = _parse(tfvars(env))
     assert values.keys() - declared.keys() == set()
     required = {name for name, spec in declared.items() if "default" not in spec}
     assert required - values.keys() == set()
@@ -282,15 +301,18 @@ def test_tfvars_set_declared_variables_and_every_required_one(env: str) -> None:
 
 
 def test_environments_differ_in_values_only() -> None:
-    staging, production = (load_dir(ENVS / env) for env in ENV_NAMES)
-    assert staging.variables == production.variables
-    assert staging.outputs == production.outputs
-    assert staging.modules == production.modules
+    """One root module, so variables, outputs and module calls are shared by
+    construction; the environments' files set the same keys, with their own values."""
+    staging, production = (_parse(tfvars(env)) for env in ENV_NAMES)
+    assert staging.keys() == production.keys()
+    assert staging != production
+    staging, production = (_parse(backend_config(env)) for env in ENV_NAMES)
+    assert staging.keys() == production.keys()
 
 
 def test_production_sizes_back_the_skipped_high_availability_checks() -> None:
     """The CKV_AWS_157 and CKV2_AWS_50 skips promise multi-AZ in production."""
-    production = _parse(ENVS / "production" / "terraform.tfvars")
+    production = _parse(tfvars("production"))
     assert production["db_multi_az"] is True
     assert production["redis_num_cache_clusters"] >= 2
     assert production["single_nat_gateway"] is False
@@ -298,17 +320,24 @@ def test_production_sizes_back_the_skipped_high_availability_checks() -> None:
     assert production["serving_min_count"] >= 2
     assert production["serving_max_count"] > production["serving_min_count"]
     for env in ENV_NAMES:
-        values = _parse(ENVS / env / "terraform.tfvars")
+        values = _parse(tfvars(env))
         assert values.get("db_deletion_protection", True) is True
         assert values.get("force_destroy_buckets", False) is False
 
 
-@pytest.mark.parametrize("env", ENV_NAMES)
-def test_backend_is_encrypted_and_locked(env: str) -> None:
-    backend = _parse(ENVS / env / "backend.tf")["terraform"][0]["backend"][0]["s3"]
+def test_backend_is_encrypted_and_locked() -> None:
+    backend = _parse(TERRAFORM / "backend.tf")["terraform"][0]["backend"][0]["s3"]
     assert backend["encrypt"] is True
     assert backend["use_lockfile"] is True
-    assert backend["key"] == f"mlops-loop/{env}/terraform.tfstate"
+    assert "key" not in backend, "the state key is per environment: environments/*.s3.tfbackend"
+
+
+@pytest.mark.parametrize("env", ENV_NAMES)
+def test_each_environment_has_a_state_key_of_its_own(env: str) -> None:
+    config = _parse(backend_config(env))
+    assert config["key"] == f"mlops-loop/{env}/terraform.tfstate"
+    # Only where the state lies: encryption and locking stay as backend.tf sets them.
+    assert config.keys() <= {"key", "bucket", "region", "kms_key_id"}
 
 
 # --------------------------------------------------------- the production settings
@@ -330,9 +359,8 @@ def test_every_listed_setting_exists_in_the_settings_object(env_var: str) -> Non
     assert _settings_field(env_var) is not None
 
 
-@pytest.mark.parametrize("env", ENV_NAMES)
-def test_outputs_map_one_to_one_onto_the_production_settings(env: str) -> None:
-    outputs = load_dir(ENVS / env).outputs
+def test_outputs_map_one_to_one_onto_the_production_settings() -> None:
+    outputs = load_dir(TERRAFORM).outputs
     setting_outputs = {
         name for name in outputs if name.startswith("mlops_") or name.startswith("prefect_api")
     }

@@ -100,7 +100,7 @@ resource "aws_iam_role_policy_attachment" "monitoring" {
 }
 
 resource "aws_db_instance" "this" {
-  #checkov:skip=CKV_AWS_157:multi_az is a variable: true in production (envs/production/terraform.tfvars, asserted by tests/unit/test_terraform.py), false in staging to halve its cost.
+  #checkov:skip=CKV_AWS_157:multi_az is a variable: true in production (environments/production.tfvars, asserted by tests/unit/test_terraform.py), false in staging to halve its cost.
   identifier     = var.name
   engine         = "postgres"
   engine_version = var.engine_version

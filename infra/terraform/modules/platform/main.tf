@@ -1,6 +1,7 @@
 # The whole production profile of one environment, composed from the single-purpose
-# modules. envs/staging and envs/production call this module with their own sizes, so
-# what is tested in staging is what runs in production.
+# modules. The root module (infra/terraform) calls it once, with the sizes of staging or
+# production (environments/<environment>.tfvars), so what is tested in staging is what
+# runs in production.
 #
 #   internet ──HTTPS──► ALB serving (WAF) ──► serving (ECS, autoscaled)
 #   VPN ──HTTPS──► ALB ops (internal) ──► prefect-server, mlflow (UIs and APIs)
@@ -33,7 +34,7 @@ locals {
 
   # The production settings (mlops/settings.py): plain values and Secrets Manager ARNs.
   # Every key is an environment variable of the flow-run and serving containers and
-  # one output of envs/<environment> (tests/unit/test_terraform.py keeps them in step).
+  # one output of the root module (tests/unit/test_terraform.py keeps them in step).
   plain_settings = {
     MLOPS_PROFILE             = "production"
     MLOPS_TRACKING_URI        = local.tracking_uri

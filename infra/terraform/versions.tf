@@ -21,7 +21,7 @@ provider "aws" {
       Project     = "mlops-loop"
       Environment = var.environment
       ManagedBy   = "terraform"
-      Repository  = "infra/terraform/envs/staging"
+      Repository  = "infra/terraform"
     }
   }
 }

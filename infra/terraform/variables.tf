@@ -1,5 +1,5 @@
-# The knobs of one environment; terraform.tfvars sets them, main.tf hands them to
-# modules/platform. Descriptions and defaults match modules/platform/variables.tf.
+# The knobs of one environment; environments/<environment>.tfvars sets them, main.tf
+# hands them to modules/platform. Descriptions and defaults match modules/platform/variables.tf.
 
 variable "region" {
   description = "AWS region of the environment."

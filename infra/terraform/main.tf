@@ -1,9 +1,11 @@
-# The staging environment: one call of modules/platform with this environment's values
-# (terraform.tfvars). The provider and its default tags are in versions.tf, the state
-# backend in backend.tf, the production settings in outputs.tf.
+# One root module for every environment: one call of modules/platform with the values of
+# the environment chosen at plan time (-var-file=environments/<environment>.tfvars; its
+# state key: environments/<environment>.s3.tfbackend at init). The provider and its
+# default tags are in versions.tf, the state backend in backend.tf, the production
+# settings in outputs.tf.
 
 module "platform" {
-  source = "../../modules/platform"
+  source = "./modules/platform"
 
   environment                        = var.environment
   log_retention_days                 = var.log_retention_days

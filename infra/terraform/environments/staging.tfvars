@@ -35,8 +35,11 @@ ops_allowed_cidrs   = ["10.100.0.0/16"]
 prefect_hostname    = "prefect.staging.mlops.example.com"
 mlflow_hostname     = "mlflow.staging.mlops.example.com"
 
+prefect_worker_count = 1
+
 serving_cpu       = 1024
 serving_memory    = 2048
+serving_workers   = 1
 serving_min_count = 1
 serving_max_count = 3
 
