@@ -11,13 +11,14 @@ of `MLOPS_DATABASE_URL` in production); at most one incident per model is open.
 * a window too small to judge changes nothing;
 * an open incident no window has seen for `quality.incident_stale_s` no longer holds
   anything (the monitor stopped looking: it must not block retraining for ever).
+
+The table shares the ledger's engine (`mlops.db`): on SQLite every transaction is
+`BEGIN IMMEDIATE`, one writer at a time, so two monitor runs never both open an incident.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -26,8 +27,6 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
-    Dialect,
     Engine,
     Integer,
     MetaData,
@@ -35,14 +34,13 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    create_engine,
-    event,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.types import TypeDecorator
 
+from mlops import db
+from mlops.db import UTCDateTime, as_utc
 from mlops.quality.check import DataQualityReport, QualityStatus
 from mlops.retraining import ledger_url
 from mlops.settings import Settings
@@ -95,19 +93,6 @@ class IncidentUpdate(BaseModel):
     incident: Incident | None = None
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
-    """Stored as naive UTC (portable across SQLite and PostgreSQL), read back aware."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value)
-
-
 _metadata = MetaData()
 _incidents = Table(
     "data_quality_incidents",
@@ -115,9 +100,9 @@ _incidents = Table(
     Column("key", String(250), primary_key=True),
     Column("model_name", String(200), nullable=False, index=True),
     Column("model_version", String(64), nullable=False),
-    Column("opened_at", _UTCDateTime, nullable=False),
-    Column("last_seen", _UTCDateTime, nullable=False),
-    Column("closed_at", _UTCDateTime),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
     Column("reason", Text, nullable=False),
     Column("broken_features", JSON, nullable=False),
     Column("windows", Integer, nullable=False),
@@ -133,12 +118,12 @@ def record_window(
     now: datetime | None = None,
 ) -> IncidentUpdate:
     """Fold one judged window into the model's incident state (one transaction)."""
-    moment = _utc(now or datetime.now(UTC))
+    moment = as_utc(now or datetime.now(UTC))
     if report.status is QualityStatus.INSUFFICIENT_DATA:
-        with _store(settings) as engine, engine.connect() as conn:
+        with _engine(settings).connect() as conn:
             current = _open_row(conn, model_name)
         return IncidentUpdate(change=IncidentChange.NONE, incident=current)
-    with _store(settings) as engine, engine.begin() as conn:
+    with _engine(settings).begin() as conn:
         current = _open_row(conn, model_name)
         if report.degraded:
             if current is None:
@@ -185,11 +170,11 @@ def current_incident(
     settings: Settings, model_name: str, *, now: datetime | None = None
 ) -> Incident | None:
     """The model's open incident that still holds (seen within `incident_stale_s`), or None."""
-    with _store(settings) as engine, engine.connect() as conn:
+    with _engine(settings).connect() as conn:
         incident = _open_row(conn, model_name)
     if incident is None:
         return None
-    moment = _utc(now or datetime.now(UTC))
+    moment = as_utc(now or datetime.now(UTC))
     if moment - incident.last_seen > timedelta(seconds=settings.quality.incident_stale_s):
         return None
     return incident
@@ -207,7 +192,7 @@ def open_incident(settings: Settings, model_name: str) -> str | None:
 
 def incidents(settings: Settings, model_name: str, limit: int = 10) -> tuple[Incident, ...]:
     """The model's latest incidents, newest first (open and closed)."""
-    with _store(settings) as engine, engine.connect() as conn:
+    with _engine(settings).connect() as conn:
         rows = conn.execute(
             select(_incidents)
             .where(_incidents.c.model_name == model_name)
@@ -239,34 +224,8 @@ def _row_values(incident: Incident) -> dict[str, Any]:
     return values
 
 
-@contextmanager
-def _store(settings: Settings) -> Iterator[Engine]:
-    url = ledger_url(settings)
-    if url.startswith("sqlite"):
-        settings.home.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        _immediate_sqlite_transactions(engine)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    try:
-        with engine.begin() as conn:
-            _metadata.create_all(conn)
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def _immediate_sqlite_transactions(engine: Engine) -> None:
-    """One writer at a time: two monitor runs never both open an incident."""
-
-    @event.listens_for(engine, "connect")
-    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _engine(settings: Settings) -> Engine:
+    """The engine on the ledger's database (shared per process), the table created."""
+    engine = db.get_engine(ledger_url(settings), serialise_writers=True)
+    db.ensure_schema(engine, _metadata)
+    return engine

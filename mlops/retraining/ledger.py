@@ -9,22 +9,20 @@ arriving together cannot both start a retraining.
 
 `create_all` adds missing tables, not missing columns: `_upgrade` adds the columns a
 newer version brought (`heartbeat_at`, `held_by`) to a ledger an older one created.
+URLs, the shared engine, the schema created once and the lock are `mlops.db`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
-    Dialect,
     Engine,
     Float,
     Integer,
@@ -34,8 +32,6 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    create_engine,
-    event,
     func,
     inspect,
     or_,
@@ -44,8 +40,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import TypeDecorator
 
+from mlops import db
+from mlops.db import UTCDateTime
 from mlops.errors import ConfigError
 from mlops.retraining.models import (
     AlarmRecord,
@@ -63,20 +60,6 @@ from mlops.settings import Profile, Settings
 logger = logging.getLogger(__name__)
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
-    """Stored as naive UTC (portable across SQLite and PostgreSQL), read back aware."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        moment = utc_or_none(value)
-        return None if moment is None else moment.replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return utc_or_none(value)
-
-
 _metadata = MetaData()
 alarms = Table(
     "retraining_alarms",
@@ -84,20 +67,20 @@ alarms = Table(
     Column("key", String(200), primary_key=True),
     Column("model_name", String(200), nullable=False, index=True),
     Column("trigger", String(32), nullable=False),
-    Column("received_at", _UTCDateTime, nullable=False),
-    Column("onset", _UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("onset", UTCDateTime),
     Column("drift_share", Float),
     Column("drifted_features", JSON, nullable=False),
     Column("reason", Text, nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("detail", Text, nullable=False),
     Column("new_rows", Integer),
-    Column("window_start", _UTCDateTime),
-    Column("window_end", _UTCDateTime),
+    Column("window_start", UTCDateTime),
+    Column("window_end", UTCDateTime),
     Column("run_id", String(64)),
     Column("merged_into", String(200)),
     Column("resolved_by", String(200)),
-    Column("resolved_at", _UTCDateTime),
+    Column("resolved_at", UTCDateTime),
     Column("held_by", String(200)),  # added after the first release: see _upgrade
 )
 runs = Table(
@@ -105,17 +88,17 @@ runs = Table(
     _metadata,
     Column("key", String(200), primary_key=True),
     Column("model_name", String(200), nullable=False, index=True),
-    Column("started_at", _UTCDateTime, nullable=False),
-    Column("finished_at", _UTCDateTime),
-    Column("window_start", _UTCDateTime),
-    Column("window_end", _UTCDateTime),
-    Column("data_end", _UTCDateTime),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("window_start", UTCDateTime),
+    Column("window_end", UTCDateTime),
+    Column("data_end", UTCDateTime),
     Column("rows", Integer),
     Column("batch_sha256", String(64)),
     Column("status", String(32), nullable=False),
     Column("detail", Text, nullable=False),
     Column("run_id", String(64)),
-    Column("heartbeat_at", _UTCDateTime),  # added after the first release: see _upgrade
+    Column("heartbeat_at", UTCDateTime),  # added after the first release: see _upgrade
 )
 
 
@@ -126,34 +109,25 @@ def ledger_url(settings: Settings) -> str:
     driver SQLAlchemy needs; the embedded profile keeps its own file even when a
     database URL is set for table sources.
     """
-    if settings.profile is Profile.PRODUCTION:
-        url = settings.require_database_url()
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        if not url.startswith("postgresql+"):
-            raise ConfigError(f"the retraining ledger needs a PostgreSQL URL, got {url!r}")
-        return url
-    return f"sqlite:///{settings.home / 'retraining.db'}"
+    url = db.control_url(settings, "retraining.db")
+    if settings.profile is Profile.PRODUCTION and not url.startswith("postgresql+"):
+        raise ConfigError(
+            f"the retraining ledger needs a PostgreSQL URL, got {settings.database_url!r}"
+        )
+    return url
+
+
+def ledger_engine(settings: Settings) -> Engine:
+    """The engine on the ledger (shared per process), its tables created or upgraded."""
+    engine = db.get_engine(ledger_url(settings), serialise_writers=True)
+    db.ensure_schema(engine, _metadata, upgrade=_upgrade, lock="mlops.retraining.schema")
+    return engine
 
 
 @contextmanager
 def open_ledger(settings: Settings) -> Iterator[Engine]:
-    """An engine on the ledger, its tables created or upgraded; disposed on exit."""
-    url = ledger_url(settings)
-    if url.startswith("sqlite"):
-        settings.home.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        _serialise_sqlite_writers(engine)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    try:
-        with locked(engine, "schema") as conn:
-            _metadata.create_all(conn)
-            _upgrade(conn)
-        yield engine
-    finally:
-        engine.dispose()
+    """`ledger_engine` as a context (the engine is shared: nothing to release on exit)."""
+    yield ledger_engine(settings)
 
 
 def _upgrade(conn: Connection) -> None:
@@ -175,31 +149,9 @@ def _upgrade(conn: Connection) -> None:
             logger.info("retraining ledger: added column %s.%s", table.name, column.name)
 
 
-def _serialise_sqlite_writers(engine: Engine) -> None:
-    """Make every transaction `BEGIN IMMEDIATE`: one writer at a time, reads included.
-
-    pysqlite otherwise opens transactions lazily, so two processes could both read
-    "no retraining yet" before either writes.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-@contextmanager
-def locked(engine: Engine, name: str) -> Iterator[Connection]:
+def locked(engine: Engine, name: str) -> AbstractContextManager[Connection]:
     """A transaction that holds the lock of `name` (a model) until it commits."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            digest = hashlib.sha256(f"mlops.retraining.{name}".encode()).digest()
-            lock_id = int.from_bytes(digest[:8], "big", signed=True)
-            conn.execute(select(func.pg_advisory_xact_lock(lock_id)))
-        yield conn
+    return db.begin(engine, lock=f"mlops.retraining.{name}")
 
 
 # --------------------------------------------------------------------------- rows
@@ -350,7 +302,7 @@ def record_outcome(
         values["batch_sha256"] = batch_sha256
     if data_end is not None:
         values["data_end"] = data_end
-    with open_ledger(settings) as engine, engine.begin() as conn:
+    with ledger_engine(settings).begin() as conn:
         done = conn.execute(update(runs).where(runs.c.key == key).values(**values))
         if done.rowcount == 0:
             raise ConfigError(f"no retraining run {key!r} in the ledger")
@@ -359,7 +311,7 @@ def record_outcome(
 def beat(settings: Settings, key: str, *, now: datetime) -> bool:
     """The running retraining `key` is alive at `now`. False when the ledger no longer
     says it runs (it ended, or expired: its process was taken for dead)."""
-    with open_ledger(settings) as engine, engine.begin() as conn:
+    with ledger_engine(settings).begin() as conn:
         done = conn.execute(
             update(runs)
             .where(runs.c.key == key, runs.c.status == RunStatus.RUNNING.value)
@@ -379,25 +331,25 @@ def expire_run(settings: Settings, key: str, reason: str, *, now: datetime) -> E
     """
     moment = utc_or_none(now)
     assert moment is not None
-    with open_ledger(settings) as engine:
-        with engine.connect() as conn:
-            found = find_run(conn, key)
-        if found is None or not found.running:
+    engine = ledger_engine(settings)
+    with engine.connect() as conn:
+        found = find_run(conn, key)
+    if found is None or not found.running:
+        return None
+    with locked(engine, found.model_name) as conn:
+        run = find_run(conn, key)
+        if run is None or not run.running:
             return None
-        with locked(engine, found.model_name) as conn:
-            run = find_run(conn, key)
-            if run is None or not run.running:
-                return None
-            conn.execute(
-                update(runs)
-                .where(runs.c.key == key, runs.c.status == RunStatus.RUNNING.value)
-                .values(
-                    status=RunStatus.FAILED.value,
-                    finished_at=moment,
-                    detail=f"expired: {reason}",
-                )
+        conn.execute(
+            update(runs)
+            .where(runs.c.key == key, runs.c.status == RunStatus.RUNNING.value)
+            .values(
+                status=RunStatus.FAILED.value,
+                finished_at=moment,
+                detail=f"expired: {reason}",
             )
-            reopened = _reopen(conn, run, reason, moment)
+        )
+        reopened = _reopen(conn, run, reason, moment)
     logger.warning("retraining %s of %s expired: %s", key, run.model_name, reason)
     return ExpiredRun(run=run, reason=reason, expired_at=moment, reopened=reopened)
 
@@ -442,7 +394,7 @@ def pending_alarms(settings: Settings, model_name: str) -> tuple[AlarmRecord, ..
     """Alarms waiting for a retraining, oldest first: deferred during a rollout, held by a
     data-quality incident or reopened when the retraining that held them expired, and
     drift alarms held back for too few labelled rows, that no retraining took over yet."""
-    with open_ledger(settings) as engine, engine.connect() as conn:
+    with ledger_engine(settings).connect() as conn:
         rows = conn.execute(
             select(alarms)
             .where(alarms.c.model_name == model_name, waiting())
@@ -453,7 +405,7 @@ def pending_alarms(settings: Settings, model_name: str) -> tuple[AlarmRecord, ..
 
 def oldest_waiting_alarm(settings: Settings, model_name: str) -> AlarmRecord | None:
     """The pending alarm of the model that has waited longest, or None."""
-    with open_ledger(settings) as engine, engine.connect() as conn:
+    with ledger_engine(settings).connect() as conn:
         row = conn.execute(
             select(alarms)
             .where(alarms.c.model_name == model_name, waiting())
@@ -465,7 +417,7 @@ def oldest_waiting_alarm(settings: Settings, model_name: str) -> AlarmRecord | N
 
 def recent_alarms(settings: Settings, model_name: str, limit: int = 10) -> tuple[AlarmRecord, ...]:
     """The latest requests for a model, newest first (for reports)."""
-    with open_ledger(settings) as engine, engine.connect() as conn:
+    with ledger_engine(settings).connect() as conn:
         rows = conn.execute(
             select(alarms)
             .where(alarms.c.model_name == model_name)
@@ -477,7 +429,7 @@ def recent_alarms(settings: Settings, model_name: str, limit: int = 10) -> tuple
 
 def retrain_runs(settings: Settings, model_name: str) -> tuple[RetrainRun, ...]:
     """Every retraining run of a model, newest first."""
-    with open_ledger(settings) as engine, engine.connect() as conn:
+    with ledger_engine(settings).connect() as conn:
         rows = conn.execute(
             select(runs).where(runs.c.model_name == model_name).order_by(runs.c.started_at.desc())
         ).all()
@@ -486,7 +438,7 @@ def retrain_runs(settings: Settings, model_name: str) -> tuple[RetrainRun, ...]:
 
 def running_retrainings(settings: Settings, model_name: str) -> tuple[RetrainRun, ...]:
     """The model's runs the ledger says are running (alive or not), oldest first."""
-    with open_ledger(settings) as engine, engine.connect() as conn:
+    with ledger_engine(settings).connect() as conn:
         rows = conn.execute(
             select(runs)
             .where(runs.c.model_name == model_name, runs.c.status == RunStatus.RUNNING.value)
@@ -497,7 +449,7 @@ def running_retrainings(settings: Settings, model_name: str) -> tuple[RetrainRun
 
 def run_of_flow_run(settings: Settings, run_id: str) -> RetrainRun | None:
     """The retraining a flow run (Prefect's id) opened, or None when it opened none."""
-    with open_ledger(settings) as engine, engine.connect() as conn:
+    with ledger_engine(settings).connect() as conn:
         row = conn.execute(
             select(runs).where(runs.c.run_id == run_id).order_by(runs.c.started_at.desc()).limit(1)
         ).first()
@@ -510,7 +462,7 @@ def trained_until(settings: Settings, model_name: str) -> datetime | None:
     Only registered runs count: rows a candidate that was not promoted trained on are
     still new to the model in service.
     """
-    with open_ledger(settings) as engine, engine.connect() as conn:
+    with ledger_engine(settings).connect() as conn:
         latest = conn.execute(
             select(func.max(runs.c.data_end)).where(
                 runs.c.model_name == model_name, runs.c.status == "registered"

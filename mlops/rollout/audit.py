@@ -2,8 +2,9 @@
 
 Append-only: one SQL table (`rollout_audit`) that this module only ever inserts into.
 SQLite under the state directory in the embedded profile, the production PostgreSQL
-database otherwise. Recording is idempotent on the decision's id, so a retried task
-that records the same decision again adds no row.
+database otherwise (`mlops.db`: one engine per database, the table created once).
+Recording is idempotent on the decision's id, so a retried task that records the same
+decision again adds no row.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -22,18 +22,21 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    create_engine,
-    event,
     select,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from mlops import db
+from mlops.db import as_utc
 from mlops.rollout.evidence import SummaryValue
 from mlops.rollout.policy import RolloutDecision
-from mlops.settings import Profile, Settings
+from mlops.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 10.0
+"""SQLite: how long an append waits for another writer (appends are short)."""
 
 
 class _Base(DeclarativeBase):
@@ -80,24 +83,21 @@ class AuditRecord(BaseModel):
 
 def audit_url(settings: Settings) -> str:
     """Where the audit trail lives: SQLite in the state dir, or the production PostgreSQL."""
-    if settings.profile is Profile.PRODUCTION:
-        return _sqlalchemy_url(settings.require_database_url())
-    return f"sqlite:///{settings.home / 'rollout.db'}"
+    return db.control_url(settings, "rollout.db")
 
 
 class AuditTrail:
     """The append-only table of rollout decisions (the table is created on first use)."""
 
     def __init__(self, url: str) -> None:
-        self.url = _sqlalchemy_url(url)
-        self._engine: Engine | None = None
+        self.url = db.sqlalchemy_url(url)
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = _connect(self.url)
-            _Base.metadata.create_all(self._engine)
-        return self._engine
+        """The process's engine on the trail's database, the table created."""
+        engine = db.get_engine(self.url, timeout_s=BUSY_TIMEOUT_S)
+        db.ensure_schema(engine, _Base.metadata)
+        return engine
 
     def record(
         self, decision: RolloutDecision, model_name: str, version: str | None
@@ -113,7 +113,7 @@ class AuditTrail:
             to_stage=decision.to_stage,
             to_share=decision.to_share,
             actor=decision.actor,
-            decided_at=_utc(decision.decided_at),
+            decided_at=as_utc(decision.decided_at),
             recorded_at=datetime.now(UTC),
             evidence={key: _json_safe(value) for key, value in decision.evidence.items()},
         )
@@ -139,39 +139,8 @@ class AuditTrail:
             return [_as_record(row) for row in rows]
 
     def close(self) -> None:
-        """Release the connection pool."""
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-
-def _sqlalchemy_url(url: str) -> str:
-    """`postgresql://` would ask SQLAlchemy for psycopg2: use psycopg 3."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.removeprefix("postgres://")
-    return url
-
-
-def _connect(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
-
-        @event.listens_for(engine, "connect")
-        def _wait_for_locks(connection: Any, _record: Any) -> None:
-            connection.execute("PRAGMA busy_timeout = 10000")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _utc(moment: datetime) -> datetime:
-    """Aware UTC (a naive time is taken to be UTC already)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        """Release the connection pool (shared with the other stores on the database)."""
+        db.dispose(self.url)
 
 
 def _json_safe(value: SummaryValue) -> SummaryValue:
@@ -194,7 +163,7 @@ def _as_record(row: _AuditRow) -> AuditRecord:
         to_share=row.to_share,
         actor=row.actor,
         # SQLite keeps no time zone: every time written here is UTC
-        decided_at=_utc(row.decided_at),
-        recorded_at=_utc(row.recorded_at),
+        decided_at=as_utc(row.decided_at),
+        recorded_at=as_utc(row.recorded_at),
         evidence=row.evidence,
     )
