@@ -253,7 +253,10 @@ class RetrainingSettings(BaseModel):
         default=900.0, ge=0.0, description="Alarms this close to an earlier one are merged."
     )
     min_new_rows: int = Field(
-        default=1_000, ge=0, description="Labelled rows the retraining window must hold."
+        default=1_000,
+        ge=0,
+        description="Labelled rows the retraining window must hold that the champion has "
+        "not seen and, for a drift alarm, that came after the drift's onset.",
     )
     window_days: float = Field(
         default=14.0, gt=0.0, description="How far back the retraining data reaches."

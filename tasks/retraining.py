@@ -37,6 +37,7 @@ from mlops.retraining import (
     expire_run,
     keep_beating,
     load_window,
+    new_rows_since,
     pending_alarms,
     recent_alarms,
     record_outcome,
@@ -83,7 +84,9 @@ def check_retrain_guardrails_task(
     the alarms it held. The window reaches back to the drift onset of this request and
     of every pending alarm it would take over. The decision is in the ledger before this
     task returns; a retry of the same flow run gets the same decision back. An open
-    data-quality incident (`quality_incident`) holds the request as pending.
+    data-quality incident (`quality_incident`) holds the request as pending. Only rows
+    after the drift onset count as new (`new_rows_since`): with labels hours late, an
+    alarm waits for enough labelled rows of the new regime.
     """
     settings = get_settings()
     model = request.model_name or spec.name
@@ -98,14 +101,12 @@ def check_retrain_guardrails_task(
     rollout = read_rollout(registry_client(settings), model)
     pending = pending_alarms(settings, model)
     onsets = [moment for moment in (request.onset, *(a.onset for a in pending)) if moment]
+    onset = min(onsets) if onsets else None
     window = retraining_window(
-        now,
-        settings.retraining.window_days,
-        onset=min(onsets) if onsets else None,
-        start=request.window_start,
+        now, settings.retraining.window_days, onset=onset, start=request.window_start
     )
     frame = load_window(settings, spec, window)
-    since = trained_until(settings, model)
+    since = new_rows_since(trained_until(settings, model), onset)
     decision = check_retrain(
         request,
         settings,

@@ -176,6 +176,19 @@ def write_window_batch(
     )
 
 
+def new_rows_since(trained_until: datetime | None, onset: datetime | None) -> datetime | None:
+    """From when a window's rows count as new: after what the champion learned from and,
+    for a drift alarm, after the drift's onset.
+
+    Labels arrive late: when an alarm is raised, most labelled rows of the window still
+    predate the drift. A model retrained then learns the old regime and fails its
+    quality gate; counting only post-onset rows holds the alarm (pending, "insufficient
+    data") until enough labelled rows of the new regime have arrived.
+    """
+    moments = [as_utc(m) for m in (trained_until, onset) if m is not None]
+    return max(moments) if moments else None
+
+
 def count_new_rows(frame: pd.DataFrame, spec: DatasetSpec, since: datetime | None) -> int:
     """Rows of a window frame newer than `since` (all of them when None)."""
     if frame.empty or since is None:

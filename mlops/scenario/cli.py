@@ -91,7 +91,7 @@ def drift_recovery(
 
 @run_app.command("soak")
 def soak(
-    hours: Annotated[float, typer.Option(min=0.05, help="How long the loop runs.")] = 2.0,
+    hours: Annotated[float, typer.Option(min=0.05, help="How long the loop runs.")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the world and the injections.")] = 11,
     rows_per_second: Annotated[float, typer.Option(min=0.5, help="Live traffic.")] = 6.0,

@@ -67,7 +67,11 @@ class SoakConfig:
         stage_s: the shortest rollout stage.
         rollout_deadline_s: an unfinished rollout ends by the policy then.
         warmup_s: baseline traffic before the first injection.
-        min_gap_s: the least time between two injections.
+        min_gap_s: the least time between two injections: what one shift needs to be
+            seen through (detection waits for labels, 20 min; the retraining for a
+            stage's worth of labelled post-shift rows; the rollout's shadow stage for
+            their labels again), so the next change does not land mid-recovery. A 2-h
+            soak holds one shift; 3 h a shift and an incident.
         incident_s: how long a data-quality incident lasts.
         shifts: shifts asked for (fewer when the soak is short).
         incidents: data-quality incidents asked for.
@@ -86,8 +90,8 @@ class SoakConfig:
     resume_every_s: float = 2 * 60.0
     stage_s: float = 10 * 60.0
     rollout_deadline_s: float = 60 * 60.0
-    warmup_s: float = 20 * 60.0
-    min_gap_s: float = 30 * 60.0
+    warmup_s: float = 15 * 60.0
+    min_gap_s: float = 75 * 60.0
     incident_s: float = 10 * 60.0
     shifts: int = 3
     incidents: int = 2

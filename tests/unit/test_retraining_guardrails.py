@@ -29,6 +29,7 @@ from mlops.retraining import (
     is_alive,
     keep_beating,
     ledger_url,
+    new_rows_since,
     oldest_waiting_alarm,
     overdue_reason,
     pending_alarms,
@@ -683,3 +684,12 @@ def test_an_empty_window_writes_nothing(settings: Settings, tmp_path: Path) -> N
     batch = collect_window(settings, SPEC, retraining_window(T0, 7), tmp_path / "windows")
     assert (batch.path, batch.rows, batch.new_rows) == (None, 0, 0)
     assert not (tmp_path / "windows").exists()
+
+
+def test_new_rows_count_after_the_drift_onset_and_what_the_champion_saw() -> None:
+    trained, onset = T0 - timedelta(days=3), T0 - timedelta(hours=2)
+    assert new_rows_since(trained, onset) == onset
+    assert new_rows_since(trained, None) == trained
+    assert new_rows_since(onset, trained) == onset  # the champion saw past an old onset
+    assert new_rows_since(None, onset.replace(tzinfo=None)) == onset
+    assert new_rows_since(None, None) is None
