@@ -49,10 +49,11 @@ test: $(STAMP) $(CHECKOV) $(CHROMIUM) ## run every test (unit, model, integratio
 test-unit: $(STAMP) ## run the fast tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## format the code
 	$(BIN)/ruff check --fix .
