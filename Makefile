@@ -49,10 +49,11 @@ test: $(STAMP) $(CHECKOV) $(CHROMIUM) ## run every test (unit, model, integratio
 test-unit: $(STAMP) ## run the fast tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## format the code
 	$(BIN)/ruff check --fix .
@@ -68,13 +69,13 @@ bench: $(STAMP) ## time validation/materialization (100k, 1M rows) and a 20-tria
 PROFILE ?=
 WORKERS ?= 1
 up: $(STAMP) ## start the Prefect server (UI http://127.0.0.1:4200), deploy prefect.yaml, start workers [PROFILE=production WORKERS=n]
-	$(BIN)/python -m mlops.localstack up $(if $(PROFILE),--profile $(PROFILE)) --workers $(WORKERS)
+	$(BIN)/python -m devstack.localstack up $(if $(PROFILE),--profile $(PROFILE)) --workers $(WORKERS)
 
 down: ## stop what `make up` started (server, workers, service), whatever its profile
-	$(BIN)/python -m mlops.localstack down
+	$(BIN)/python -m devstack.localstack down
 
 deploy: $(STAMP) ## (re)register the deployments of prefect.yaml on the running local server
-	$(BIN)/python -m mlops.localstack deploy
+	$(BIN)/python -m devstack.localstack deploy
 
 prefect-ui: $(STAMP) ## serve the Prefect UI over the demo's runs (http://127.0.0.1:4200)
 	PREFECT_HOME=$(abspath $(or $(MLOPS_HOME),.mlops))/prefect $(BIN)/prefect server start \

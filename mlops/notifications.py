@@ -4,7 +4,7 @@
 rollback, a quarantined batch, a failed flow run, ...): the events it reacts to and
 what its message says. This module reads and checks that file and turns each rule
 into the Jinja templates of a Prefect `send-notification` action; it does not import
-Prefect. `mlops.notifications_setup` creates the block and the automations on a
+Prefect. `devstack.notifications_setup` creates the block and the automations on a
 server (`make up`, `mlops stack deploy`), and the Prefect server renders the
 templates when an event arrives, with `event`, `flow_run` (the run the event was
 emitted from, or the failed run itself) and `flow` in their context.

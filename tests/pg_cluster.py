@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from mlops.localstack import free_port
+from devstack.localstack import free_port
 
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVICE_USER = "postgres"

@@ -28,10 +28,10 @@ import httpx
 import pandas as pd
 import pytest
 
+from devstack.localstack import free_port
 from mlops import synthetic
 from mlops.contracts import ModelVersionRef
 from mlops.dataset_spec import DatasetSpec, FeatureSchema, load_spec
-from mlops.localstack import free_port
 from mlops.modeling import (
     ModelArtifact,
     TabularModel,

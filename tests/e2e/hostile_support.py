@@ -28,7 +28,7 @@ import httpx
 from prefect import flow
 from prefect.runtime import flow_run
 
-from mlops.localstack import free_port
+from devstack.localstack import free_port
 from mlops.registry.client import registry_client
 from mlops.retraining import RetrainRequest, check_retrain
 from mlops.retraining.heartbeat import keep_beating

@@ -1,5 +1,5 @@
 """A real Prefect stack for end-to-end tests: `prefect server start`, the deployments of
-`prefect.yaml`, a process worker, the same way `make up` starts them (`mlops.localstack`).
+`prefect.yaml`, a process worker, the same way `make up` starts them (`devstack.localstack`).
 
 Unlike `prefect_test_harness` (no worker, no scheduler), runs here go through the
 server's triggers and a real worker, as in production. The server gets a free port and
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.localstack import (
+from devstack.localstack import (
     POOL,
     LocalStack,
     deploy,

@@ -64,13 +64,7 @@ import yaml
 from prefect.events import emit_event
 from pydantic import SecretStr
 
-from mlops.events import (
-    MODEL_PROMOTED,
-    MODEL_REGISTERED,
-    RETRAINING_EXPIRED,
-    model_resource_id,
-)
-from mlops.localstack import (
+from devstack.localstack import (
     POOL,
     SERVER,
     WORKER,
@@ -85,6 +79,12 @@ from mlops.localstack import (
     start_server,
     start_worker,
     stop,
+)
+from mlops.events import (
+    MODEL_PROMOTED,
+    MODEL_REGISTERED,
+    RETRAINING_EXPIRED,
+    model_resource_id,
 )
 from mlops.registry.client import CHALLENGER, CHAMPION, registry_client, version_by_alias
 from mlops.retraining import (

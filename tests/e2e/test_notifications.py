@@ -1,6 +1,6 @@
 """People are told: the automations of `infra/prefect/automations.yaml` on a real server.
 
-The block and automations are created with `mlops.notifications_setup` (what `make up`
+The block and automations are created with `devstack.notifications_setup` (what `make up`
 runs) against the session's Prefect server, pointing at a real HTTP receiver on a free
 port. Each event of the loop is emitted with `emit_event` from inside a flow run, as
 the tasks emit them; a run of one of the loop's flows fails. The server's trigger and
@@ -28,11 +28,11 @@ from prefect.events import emit_event
 from prefect.events.filters import EventFilter
 from pydantic import SecretStr
 
+from devstack.localstack import free_port
+from devstack.notifications_setup import ensure_notifications
 from mlops import events
 from mlops.events import dataset_resource_id, model_resource_id
-from mlops.localstack import free_port
 from mlops.notifications import AUTOMATIONS_FILE, load_automations
-from mlops.notifications_setup import ensure_notifications
 from mlops.settings import NotificationSettings
 
 pytestmark = pytest.mark.e2e

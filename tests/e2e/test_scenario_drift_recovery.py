@@ -30,7 +30,7 @@ def run_scenario(out: Path, *options: str) -> tuple[dict[str, Any], float]:
     """Run the command with `--json`; the parsed summary and the seconds it took."""
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "scenario", "run", "drift-recovery", "--json"]
+        [sys.executable, "-m", "mlops_cli.main", "scenario", "run", "drift-recovery", "--json"]
         + ["--out", str(out), *SMALL, *options],
         cwd=REPO,
         capture_output=True,

@@ -26,7 +26,7 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.events.worker import EventsWorker
 from prefect.states import Completed, Pending, Running
 
-from mlops.notifications_setup import REAPER_NAME, ensure_reaper, reaper_spec
+from devstack.notifications_setup import REAPER_NAME, ensure_reaper, reaper_spec
 from mlops.settings import FlowRunSettings, get_settings
 from tasks.runs import crash_silent_runs
 

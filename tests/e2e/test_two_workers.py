@@ -1,7 +1,7 @@
 """Two process workers on one work pool share its flow runs (scale-out by workers).
 
 A real `prefect server start` (SQLite, free port), one `process` work pool and two
-workers, started by `mlops.localstack.up` exactly as `make up WORKERS=2` starts them,
+workers, started by `devstack.localstack.up` exactly as `make up WORKERS=2` starts them,
 each running at most two flow runs at a time (`prefect worker start --limit 2`). The
 tiny flow of this module is deployed from the checkout with `prefect deploy` (the pull
 step of `prefect.yaml`: the checkout the worker runs in) and started several times at
@@ -27,7 +27,7 @@ import pytest
 import yaml
 from prefect import flow
 
-from mlops.localstack import LocalStack, down, free_port, running_pid, up, worker_names
+from devstack.localstack import LocalStack, down, free_port, running_pid, up, worker_names
 from tests.e2e.prefect_stack import REPO
 
 pytestmark = pytest.mark.e2e

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mlops.cli import app
 from mlops.registry.client import CHALLENGER, CHAMPION, registry_client, version_by_alias
 from mlops.rollout.state import RolloutStatus, read_rollout, start_rollout
 from mlops.settings import Settings
+from mlops_cli.main import app
 from tests.e2e.conftest import mlops_env
 from tests.serving_support import register_model, train_models
 

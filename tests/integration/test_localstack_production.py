@@ -1,6 +1,6 @@
 """`make up PROFILE=production`: the local stack on the production backends.
 
-`python -m mlops.localstack up --profile production` (what the Makefile runs) must start
+`python -m devstack.localstack up --profile production` (what the Makefile runs) must start
 the Prefect server on a fresh PostgreSQL database (its tables, work pool, deployments
 and worker land there, and no SQLite database is created), the deployments of the local
 pool and a worker whose flow runs get the production profile; `down` must stop them all
@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from mlops.localstack import LocalStack, down, free_port, running_pid, worker_names
+from devstack.localstack import LocalStack, down, free_port, running_pid, worker_names
 from mlops.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, fresh_databases
 from tests.e2e.prefect_stack import REPO
@@ -64,7 +64,7 @@ def production_env(home: Path, databases: dict[str, str], **extra: str) -> dict[
 
 def stack_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mlops.localstack", *args],
+        [sys.executable, "-m", "devstack.localstack", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -92,7 +92,7 @@ def test_make_up_passes_the_profile_and_workers_through() -> None:
         text=True,
         check=True,
     )
-    assert "-m mlops.localstack up --profile production --workers 2" in dry.stdout
+    assert "-m devstack.localstack up --profile production --workers 2" in dry.stdout
 
 
 def test_the_production_profile_needs_a_prefect_database(

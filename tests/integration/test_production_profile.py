@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+from devstack.localstack import free_port
 from flows.training import (
     PipelineStatus,
     TrainingPipelineParams,
@@ -41,7 +42,6 @@ from flows.training import (
     run_training_pipeline,
 )
 from mlops.errors import DataValidationError
-from mlops.localstack import free_port
 from mlops.settings import Settings
 from mlops.synthetic import Defect, Scenario, generate, write_batch
 from mlops.tracking.plots import OPTIMIZATION_HISTORY

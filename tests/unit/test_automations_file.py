@@ -23,10 +23,10 @@ from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.server.utilities.user_templates import render_user_template_sync
 from pydantic import SecretStr
 
-import mlops.notifications_setup as setup
+import devstack.notifications_setup as setup
+from devstack.localstack import notifications_line
 from mlops import events
 from mlops.errors import ConfigError
-from mlops.localstack import notifications_line
 from mlops.notifications import (
     AUTOMATIONS_FILE,
     FLOW_RUN_CRASHED,

@@ -14,7 +14,7 @@ HEAVY = ("torch", "mlflow", "prefect", "great_expectations", "feast")
 PROBE = f"""
 import json, sys
 from typer.testing import CliRunner
-from mlops.cli import app
+from mlops_cli.main import app
 result = CliRunner().invoke(app, sys.argv[1:])
 loaded = {{name.split(".")[0] for name in sys.modules}}
 print(json.dumps({{"code": result.exit_code, "output": result.output,

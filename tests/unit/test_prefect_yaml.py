@@ -28,8 +28,8 @@ from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 
 import mlops.events
+from devstack.localstack import quiet_prefect_file
 from mlops.events import DRIFT_DETECTED, MODEL_REGISTERED, model_resource_id
-from mlops.localstack import quiet_prefect_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "prefect.yaml").read_text())

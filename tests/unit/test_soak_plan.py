@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.scenario.soak_plan import (
+from mlops.synthetic import Scenario
+from scenarios.soak_plan import (
     Defect,
     Injection,
     InjectionKind,
@@ -14,8 +15,7 @@ from mlops.scenario.soak_plan import (
     break_pipe,
     plan_soak,
 )
-from mlops.scenario.soak_report import _false_alarms, _injections, champion_regimes
-from mlops.synthetic import Scenario
+from scenarios.soak_report import _false_alarms, _injections, champion_regimes
 
 HOUR = 3600.0
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mlops.errors import PipelineError
-from mlops.scenario.traffic import Shift
+from scenarios.traffic import Shift
 
 scenario_app = typer.Typer(
     help="Closed-loop scenarios on a stack of their own.", no_args_is_help=True
@@ -49,7 +49,7 @@ def drift_recovery(
     the plot as a PNG and a Prefect artifact. Exits 1 when the loop did not recover (or,
     with `--no-drift`, when it raised an alarm).
     """
-    from mlops.scenario.drift_recovery import ScenarioConfig, run_drift_recovery
+    from scenarios.drift_recovery import ScenarioConfig, run_drift_recovery
 
     if "prefect" in sys.modules:  # its settings are read at import: too late to point them
         typer.secho("run the scenario in a fresh process", fg=typer.colors.RED, err=True)
@@ -110,7 +110,7 @@ def soak(
     when a shift or an incident went unnoticed, an alarm was false, a rollout outlived
     its deadline, or the memory grew by more than 10 % after the warm-up.
     """
-    from mlops.scenario.soak import SoakConfig, run_soak
+    from scenarios.soak import SoakConfig, run_soak
 
     if "prefect" in sys.modules:
         typer.secho("run the soak in a fresh process", fg=typer.colors.RED, err=True)

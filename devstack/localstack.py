@@ -4,7 +4,7 @@
 under the state directory, waits until `/api/health` answers, creates the `process`
 work pool if it is missing, registers the deployments of `prefect.yaml` on that pool,
 creates the notification automations of `infra/prefect/automations.yaml` when a
-destination is configured (`mlops.notifications_setup`), starts one worker on the pool
+destination is configured (`devstack.notifications_setup`), starts one worker on the pool
 or several (`--workers N`: they share the pool's runs) and, with `--serve`, the
 prediction service. Each process runs in a session of its
 own, detached from the terminal, with its pid file and log under `<state dir>/run/`;
@@ -455,7 +455,7 @@ _NOTIFY_ENV = "MLOPS_NOTIFICATIONS__"
 def deploy_notifications(stack: LocalStack, settings: NotificationSettings) -> str:
     """Create the notification block and the automations of `infra/prefect/automations.yaml`.
 
-    Runs `python -m mlops.notifications_setup` against the stack's server (its output
+    Runs `python -m devstack.notifications_setup` against the stack's server (its output
     in `notifications.log`): automations are updated by name, never duplicated. Without
     a destination in the settings nothing is created. Returns the line `up` and
     `deploy` print.
@@ -463,7 +463,7 @@ def deploy_notifications(stack: LocalStack, settings: NotificationSettings) -> s
     path = stack.repo / AUTOMATIONS_FILE
     rules = load_automations(path).automations
     ui_url = settings.ui_url or stack.ui_url
-    command = [sys.executable, "-m", "mlops.notifications_setup", "--file", str(path)]
+    command = [sys.executable, "-m", "devstack.notifications_setup", "--file", str(path)]
     # The child reads these settings, not whatever its environment would give. It always
     # creates the automation that crashes silent flow runs; the rest needs a destination.
     env = {k: v for k, v in stack.environment().items() if not k.startswith(_NOTIFY_ENV)}

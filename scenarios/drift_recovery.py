@@ -21,20 +21,20 @@ The driver plays the world and the clock, nothing else:
 from __future__ import annotations
 
 import base64
-import importlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 import httpx
 import pandas as pd
 
 from mlops.errors import PipelineError
 from mlops.retraining import RetrainRun, window_batch_dir
-from mlops.scenario.observe import (
+from mlops.settings import Settings, get_settings
+from scenarios.observe import (
     PrefectApi,
     champion_version,
     holdout_score,
@@ -42,10 +42,10 @@ from mlops.scenario.observe import (
     registered_after,
     retrainings,
 )
-from mlops.scenario.plot import plot_timeline
-from mlops.scenario.stack import DATASET_CONFIG, Compression, running_stack, start_service
-from mlops.scenario.timeline import Milestone, RetrainingRecord, ScenarioSummary, WindowRecord
-from mlops.scenario.traffic import (
+from scenarios.plot import plot_timeline
+from scenarios.stack import DATASET_CONFIG, Compression, running_stack, start_service
+from scenarios.timeline import Milestone, RetrainingRecord, ScenarioSummary, WindowRecord
+from scenarios.traffic import (
     Answer,
     Shift,
     TrafficClient,
@@ -54,18 +54,10 @@ from mlops.scenario.traffic import (
     land_batch,
     training_batch,
 )
-from mlops.settings import Settings, get_settings
 from serving.prediction_log import read_predictions
 
-
-class DriftMonitorResult(Protocol):
-    """What the driver reads of `flows.drift.DriftMonitorResult`."""
-
-    model_version: str
-    status: str
-    reason: str
-    drift_share: float
-    alarm: bool
+if TYPE_CHECKING:
+    from flows.drift import DriftMonitorResult
 
 
 logger = logging.getLogger(__name__)
@@ -160,10 +152,13 @@ def run_drift_recovery(config: ScenarioConfig) -> ScenarioSummary:
 
 def train_first_champion(rows: int, seed: int, out: Path) -> str:
     """The training pipeline on a baseline batch, in this process; the champion's version."""
-    training = _flows("training")
+    # Imported when first needed: Prefect reads its settings at import, after
+    # `running_stack` has pointed them at the scenario's server.
+    from flows.training import TrainingPipelineParams, run_training_pipeline
+
     batch = training_batch(rows, seed, out / "baseline.parquet")
-    params = training.TrainingPipelineParams(data=str(batch), dataset_config=str(DATASET_CONFIG))
-    result = training.run_training_pipeline(params)
+    params = TrainingPipelineParams(data=str(batch), dataset_config=str(DATASET_CONFIG))
+    result = run_training_pipeline(params)
     if result.model is None:
         raise ScenarioError(f"the first champion was not registered: {result.reason}")
     return str(result.model.version)
@@ -245,21 +240,14 @@ def _wait_logged(settings: Settings, start: datetime, end: datetime, rows: int) 
 
 def _monitor(start: datetime, end: datetime) -> DriftMonitorResult:
     """The drift monitor flow, in this process, on [start, end): what its schedule runs."""
-    drift = _flows("drift")
+    from flows.drift import DriftMonitorParams, drift_monitor  # see train_first_champion
+
     minutes = (end - start).total_seconds() / 60
-    params = drift.DriftMonitorParams(
+    params = DriftMonitorParams(
         dataset_config=str(DATASET_CONFIG), window_minutes=minutes, end=end, html_report=False
     )
-    result: DriftMonitorResult = drift.drift_monitor(params)
+    result: DriftMonitorResult = drift_monitor(params)
     return result
-
-
-def _flows(module: str) -> Any:
-    """A module of `flows/`, imported when first needed (Prefect reads its settings then).
-
-    Imported by name: `mlops` stays free of Prefect, for the linter and the type checker.
-    """
-    return importlib.import_module(f"flows.{module}")
 
 
 def _record(

@@ -28,20 +28,20 @@ from typing import Any
 import pandas as pd
 import psutil
 
-from mlops.localstack import SERVING as SERVING_COMPONENT
-from mlops.localstack import LocalStack, running_pid, worker_component
-from mlops.scenario.drift_recovery import MODEL, train_first_champion, wait_ready
-from mlops.scenario.observe import PrefectApi
-from mlops.scenario.soak_plan import SoakPlan, break_pipe, plan_soak
-from mlops.scenario.soak_report import MemorySample, SoakReport, build_report
-from mlops.scenario.stack import (
+from devstack.localstack import SERVING as SERVING_COMPONENT
+from devstack.localstack import LocalStack, running_pid, worker_component
+from mlops.settings import get_settings
+from mlops.synthetic import TIMESTAMP, Scenario, generate
+from scenarios.drift_recovery import MODEL, train_first_champion, wait_ready
+from scenarios.observe import PrefectApi
+from scenarios.soak_plan import SoakPlan, break_pipe, plan_soak
+from scenarios.soak_report import MemorySample, SoakReport, build_report
+from scenarios.stack import (
     running_stack,
     scenario_base_environment,
     start_service,
 )
-from mlops.scenario.traffic import SIMULATED_START, Answer, TrafficClient, land_batch
-from mlops.settings import get_settings
-from mlops.synthetic import TIMESTAMP, Scenario, generate
+from scenarios.traffic import SIMULATED_START, Answer, TrafficClient, land_batch
 
 logger = logging.getLogger(__name__)
 

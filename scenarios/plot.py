@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlops.scenario.timeline import ScenarioSummary
+from scenarios.timeline import ScenarioSummary
 
 _MARKS = {
     "shift": ("tab:red", "-"),

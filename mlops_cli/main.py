@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mlops.canary_cli import canary_app
+from devstack.localstack import localstack_app
 from mlops.errors import PipelineError
-from mlops.localstack import localstack_app
-from mlops.scenario.cli import scenario_app
 from mlops.settings import RowPolicy, Settings, get_settings
+from mlops_cli.canary import canary_app
+from scenarios.cli import scenario_app
 from serving.cli import serve_app
 
 if TYPE_CHECKING:

@@ -1,10 +1,11 @@
 """Create the loop's notification block and automations on a Prefect server.
 
-Tooling beside `mlops.localstack` (it imports Prefect, as the entry points do):
-`make up` and `mlops stack deploy` run `python -m mlops.notifications_setup` against
-the stack's server. It saves the notification block the settings describe
-(`NotificationSettings`: a `CustomWebhookNotificationBlock` posting JSON by default, a
-`SlackWebhook`, or `SendgridEmail`), then makes the server's automations match
+Part of the local stack supervisor, beside `devstack.localstack` (it imports Prefect,
+as the entry points may): `make up` and `mlops stack deploy` run
+`python -m devstack.notifications_setup` against the stack's server. It saves the
+notification block the settings describe (`NotificationSettings`: a
+`CustomWebhookNotificationBlock` posting JSON by default, a `SlackWebhook`, or
+`SendgridEmail`), then makes the server's automations match
 `infra/prefect/automations.yaml`: an automation of the file is updated in place when one
 of its name exists (extra copies are deleted) and created otherwise; an automation
 carrying the file's tag whose name left the file is deleted. Running it twice changes
@@ -21,22 +22,22 @@ from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
-from prefect.blocks.abstract import NotificationBlock  # noqa: TID251 (tooling, as localstack)
-from prefect.blocks.notifications import (  # noqa: TID251
+from prefect.blocks.abstract import NotificationBlock
+from prefect.blocks.notifications import (
     CustomWebhookNotificationBlock,
     SendgridEmail,
     SlackWebhook,
 )
-from prefect.client.orchestration import get_client  # noqa: TID251
-from prefect.client.schemas.objects import StateType  # noqa: TID251
-from prefect.events.actions import ChangeFlowRunState, SendNotification  # noqa: TID251
-from prefect.events.schemas.automations import (  # noqa: TID251
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState, SendNotification
+from prefect.events.schemas.automations import (
     AutomationCore,
     EventTrigger,
     Posture,
 )
-from prefect.events.schemas.events import ResourceSpecification  # noqa: TID251
-from prefect.settings import PREFECT_UI_URL  # noqa: TID251
+from prefect.events.schemas.events import ResourceSpecification
+from prefect.settings import PREFECT_UI_URL
 
 from mlops.errors import ConfigError
 from mlops.notifications import (
@@ -263,7 +264,7 @@ def ensure_reaper(settings: FlowRunSettings) -> Applied:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m mlops.notifications_setup`: what `make up` runs (PREFECT_API_URL set)."""
+    """`python -m devstack.notifications_setup`: what `make up` runs (PREFECT_API_URL set)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=AUTOMATIONS_FILE)
     parser.add_argument("--ui-url", default=None, help="Base URL of run links in messages.")

@@ -38,10 +38,10 @@ from mlops.events import (
     ROLLOUT_EXPIRED,
 )
 from mlops.retraining import recent_alarms, retrain_runs
-from mlops.scenario.observe import PrefectApi
-from mlops.scenario.soak_plan import InjectionKind, SoakPlan
 from mlops.settings import Settings
 from mlops.synthetic import Scenario
+from scenarios.observe import PrefectApi
+from scenarios.soak_plan import InjectionKind, SoakPlan
 
 ALARMS = (DRIFT_DETECTED, DRIFT_ALARM_HELD)
 

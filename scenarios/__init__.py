@@ -11,7 +11,10 @@ the monitor's schedule) and records what the loop did.
 Modules: `timeline` (records and the JSON summary), `traffic` (the world: rows, HTTP
 traffic, delayed labels, landed batches), `stack` (the compressed-time settings and the
 processes), `observe` (what the loop did, read from Prefect, the ledger and the
-registry), `drift_recovery` (the orchestration), `plot` and `cli`.
+registry), `drift_recovery` (the orchestration), `plot`, `soak` with `soak_plan` and
+`soak_report` (the loop in real time for hours), and `cli` (`mlops scenario`).
+
+Tooling above `flows/`: the driver runs flows in-process and imports them directly.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.localstack import (
+from devstack.localstack import (
     LocalStack,
     deploy,
     down,
@@ -33,7 +33,7 @@ from mlops.localstack import (
 )
 from mlops.settings import get_settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DATASET_CONFIG = REPO / "datasets" / "card_fraud.yaml"
 DEPLOYMENTS = ("on-drift", "on-registered")
 """What the loop needs: retraining on a drift event, the canary on a registration."""
@@ -149,14 +149,17 @@ def _drain_prefect_clients() -> None:
     """Send what the driver's in-process flows still queue (logs, events) while the server
     listens: once it is stopped, Prefect's exit hook retries them for over a minute.
 
-    Imported by name: `mlops` stays free of Prefect, for the linter and the type checker.
+    Only what the driver has loaded: a stack that failed before any flow ran does not
+    import Prefect just to drain nothing.
     """
-    for module, worker in (
-        ("prefect.logging.handlers", "APILogWorker"),
-        ("prefect.events.worker", "EventsWorker"),
-    ):
-        if module in sys.modules:
-            getattr(sys.modules[module], worker).drain_all(timeout=15)
+    if "prefect.logging.handlers" in sys.modules:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=15)
+    if "prefect.events.worker" in sys.modules:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=15)
 
 
 def start_service(stack: LocalStack) -> str:
