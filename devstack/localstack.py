@@ -57,7 +57,7 @@ POOL = "mlops-local"
 SERVER, WORKER, SERVING = "server", "worker", "serving"
 _MARKERS = {
     SERVER: ("prefect", "server"),
-    WORKER: ("prefect", "worker"),
+    WORKER: ("devstack.worker",),
     SERVING: ("serving.cli", "serve"),
 }
 """Words the command line of each component holds: a pid file naming another process
@@ -535,7 +535,8 @@ def _launch_worker(stack: LocalStack, index: int) -> tuple[int, str | None]:
     pid = running_pid(stack, component)
     if pid is None:
         fresh = f"{stack.pool}-{uuid.uuid4().hex[:8]}"
-        command = [_bin("prefect"), "worker", "start", "--pool", stack.pool, "--name", fresh]
+        # `prefect worker start`, collecting the garbage each submitted run leaves.
+        command = [sys.executable, "-m", "devstack.worker", "--pool", stack.pool, "--name", fresh]
         if stack.worker_limit is not None:
             command += ["--limit", str(stack.worker_limit)]
         pid = _spawn(stack, component, command)

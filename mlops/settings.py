@@ -455,6 +455,12 @@ class FlowRunSettings(BaseModel):
         description="A running flow run silent this long is marked Crashed (Prefect's "
         "proactive triggers wait 10 s at least).",
     )
+    worker_gc_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="The local stack's workers run a full garbage collection this often: "
+        "each submitted run leaves ~0.6 MiB in reference cycles (devstack/worker.py).",
+    )
     pending_after_s: float = Field(
         default=900.0,
         gt=0.0,
