@@ -19,6 +19,10 @@ import redis
 
 from mlops.settings import Settings
 
+TIERS = ("unit", "model", "integration", "e2e")
+"""The test tiers, one folder each: a test is marked with its folder's tier (`-m unit`),
+unless it carries a tier of its own (a PostgreSQL test kept beside its unit tests)."""
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -100,3 +104,14 @@ def prefect_api_url() -> Iterator[str]:
         url = PREFECT_API_URL.value()
         assert url, "the test harness did not set PREFECT_API_URL"
         yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier."""
+    root = Path(__file__).parent
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue
+        folder = item.path.relative_to(root).parts[0]
+        if folder in TIERS:
+            item.add_marker(getattr(pytest.mark, folder))

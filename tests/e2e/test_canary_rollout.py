@@ -33,8 +33,6 @@ from tests.serving_support import (
     with_serving,
 )
 
-pytestmark = pytest.mark.e2e
-
 # Short stages so a rollout is decided in seconds; the statistics are the real ones.
 FAST_ROLLOUT = {
     "MLOPS_ROLLOUT__MIN_PREDICTIONS": "60",

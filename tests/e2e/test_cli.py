@@ -10,13 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from mlops.synthetic import Defect, Scenario, generate, write_batch
 from mlops.validation import load_manifest
 from tests.e2e.conftest import SMALL_BUDGET
-
-pytestmark = pytest.mark.e2e
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 

@@ -20,8 +20,6 @@ from quantization.served import load_served_model
 from serving.prediction_log import FeedbackRecord, PredictionRecord, open_prediction_log
 from tests.e2e.conftest import mlops_env
 
-pytestmark = pytest.mark.e2e
-
 START = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = datetime.now(UTC).replace(microsecond=0)
 QUIET_END = NOW - timedelta(hours=2)

@@ -29,8 +29,6 @@ from mlops.retraining import GuardOutcome, recent_alarms, retrain_runs
 from mlops.synthetic import Scenario, generate, write_batch
 from tests.e2e.prefect_stack import PrefectStack, prefect_stack_fixture  # noqa: F401
 
-pytestmark = pytest.mark.e2e
-
 MODEL = "card_fraud"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 

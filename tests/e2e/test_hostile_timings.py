@@ -120,8 +120,6 @@ from tests.serving_support import (
     with_serving,
 )
 
-pytestmark = pytest.mark.e2e
-
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "card_fraud"
 """The model the `resume` deployment of prefect.yaml steps."""

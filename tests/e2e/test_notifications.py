@@ -35,8 +35,6 @@ from mlops.events import dataset_resource_id, model_resource_id
 from mlops.notifications import AUTOMATIONS_FILE, load_automations
 from mlops.settings import NotificationSettings
 
-pytestmark = pytest.mark.e2e
-
 ROOT = Path(__file__).resolve().parents[2]
 FILE = ROOT / AUTOMATIONS_FILE
 TOKEN = "webhook-secret"

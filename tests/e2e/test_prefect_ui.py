@@ -27,7 +27,6 @@ from tests.e2e.prefect_stack import REPO, PrefectStack, prefect_stack_fixture  #
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.e2e
 
 DATASET = "card_fraud_ui"
 ARTIFACT_KEY = "retraining-guardrails-card-fraud-ui"

@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
-
-pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--rows-per-window", "600", "--window-seconds", "3"]

@@ -33,8 +33,6 @@ from tests.serving_support import (  # noqa: F401  (fixtures)
     with_serving,
 )
 
-pytestmark = pytest.mark.e2e
-
 API_KEY = "test-api-key"
 ADMIN = "test-admin-token"
 

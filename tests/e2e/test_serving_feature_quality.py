@@ -22,8 +22,6 @@ from tests.serving_support import (  # noqa: F401  (fixtures)
     with_serving,
 )
 
-pytestmark = pytest.mark.e2e
-
 
 def _metric(text: str, name: str, **labels: str) -> float:
     total = 0.0

@@ -27,8 +27,6 @@ from tests.serving_support import (  # noqa: F401  (fixtures)
     with_serving,
 )
 
-pytestmark = pytest.mark.e2e
-
 POLL_S = 0.3
 
 

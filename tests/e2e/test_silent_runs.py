@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
-import pytest
 from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import StateType
@@ -29,8 +28,6 @@ from prefect.states import Completed, Pending, Running
 from devstack.notifications_setup import REAPER_NAME, ensure_reaper, reaper_spec
 from mlops.settings import FlowRunSettings, get_settings
 from tasks.runs import crash_silent_runs
-
-pytestmark = pytest.mark.e2e
 
 # The test beats by hand every 2 s: the reaper's silence can be Prefect's least (10 s),
 # shorter than the 30 s the settings require of real runs' heartbeats.

@@ -41,8 +41,6 @@ from mlops.settings import Settings
 from tests.e2e.conftest import mlops_env
 from tests.e2e.prefect_stack import PrefectStack, prefect_stack_fixture  # noqa: F401
 
-pytestmark = pytest.mark.e2e
-
 MODEL = "stale_fraud"
 """Not the model of the other e2e tests: their in-flight checks must not see these runs."""
 

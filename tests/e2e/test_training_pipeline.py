@@ -26,8 +26,6 @@ from mlops.synthetic import DEFECT_COLUMNS, Defect, Scenario, generate, write_ba
 from mlops.validation import load_manifest, load_profile
 from tests.e2e.conftest import mlops_env
 
-pytestmark = pytest.mark.e2e
-
 CARD_FRAUD = Path("datasets/card_fraud.yaml").resolve()
 START = datetime(2026, 1, 1, tzinfo=UTC)
 # The expectation each defect must trip, by the suite's naming scheme.

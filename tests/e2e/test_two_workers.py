@@ -30,8 +30,6 @@ from prefect import flow
 from devstack.localstack import LocalStack, down, free_port, running_pid, up, worker_names
 from tests.e2e.prefect_stack import REPO
 
-pytestmark = pytest.mark.e2e
-
 POOL = "mlops-two-workers"
 RUNS = 6
 LIMIT = 2

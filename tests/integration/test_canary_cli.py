@@ -16,8 +16,6 @@ from mlops_cli.main import app
 from tests.e2e.conftest import mlops_env
 from tests.serving_support import register_model, train_models
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture()
 def two_versions(tmp_path: Path) -> Iterator[Settings]:

@@ -22,8 +22,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "infra" / "terraform"
 ENV_NAMES = ("staging", "production")

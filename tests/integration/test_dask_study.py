@@ -20,8 +20,6 @@ from mlops.settings import Settings, TuningSettings
 from mlops.tuning import TuningData, open_study, run_trials
 from tests.unit.tuning_support import RendezvousFit, psycopg_url, write_tuning_data
 
-pytestmark = pytest.mark.integration
-
 WORKERS = 2
 
 

@@ -39,8 +39,6 @@ from mlops.features.training import build_training_set
 from mlops.settings import Settings
 from tests.conftest import REDIS_HOST, REDIS_PORT
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2024, 3, 1, tzinfo=UTC)  # far older than now - ttl: the first run must still see it
 H = timedelta(hours=1)
 D = timedelta(days=1)

@@ -27,8 +27,6 @@ from tests.conftest import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, fresh_dat
 from tests.e2e.prefect_stack import REPO
 from tests.unit.tuning_support import psycopg_url
 
-pytestmark = pytest.mark.integration
-
 S3_ENDPOINT = "http://127.0.0.1:9"  # never reached: nothing runs a flow here
 
 

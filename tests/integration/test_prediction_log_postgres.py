@@ -33,8 +33,6 @@ from serving.prediction_log import (
 from serving.prediction_log.records import to_table
 from tests.pg_cluster import ClusterUnavailable, PrivateCluster
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 

@@ -49,8 +49,6 @@ from tests.conftest import REDIS_HOST, REDIS_PORT, _unavailable, fresh_databases
 from tests.e2e.conftest import mlops_env
 from tests.unit.tuning_support import psycopg_url
 
-pytestmark = pytest.mark.integration
-
 CARD_FRAUD = Path("datasets/card_fraud.yaml").resolve()
 START = datetime(2026, 1, 1, tzinfo=UTC)
 ROLES = ("prefect", "mlflow", "optuna", "feast", "app")

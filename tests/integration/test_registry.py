@@ -70,8 +70,6 @@ from mlops.tracking import configure_tracking, start_parent_run
 from mlops.tuning import TuningData
 from tests.unit.tuning_support import psycopg_url
 
-pytestmark = pytest.mark.integration
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_spec(REPO_ROOT / "datasets" / "card_fraud.yaml")
 NAME = SPEC.name  # one registered model per dataset spec, as the flow names it

@@ -36,8 +36,6 @@ from mlops.rollout.state import (
 )
 from mlops.settings import RolloutSettings
 
-pytestmark = pytest.mark.integration
-
 WRITES_PER_WORKER = 8
 """Attempted writes of each kind per worker (each kind is retried until it succeeds)."""
 

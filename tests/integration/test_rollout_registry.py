@@ -38,8 +38,6 @@ from mlops.rollout.state import (
 from mlops.settings import FeastSettings, Profile, RolloutSettings, Settings, get_settings
 from serving.routing import route
 
-pytestmark = pytest.mark.integration
-
 STAGES = RolloutSettings().stages
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

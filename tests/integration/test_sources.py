@@ -14,8 +14,6 @@ from mlops.errors import SourceError
 from mlops.settings import Settings
 from mlops.sources import ingest_batch, sha256_file
 
-pytestmark = pytest.mark.integration
-
 SPEC = DatasetSpec(
     name="loans", entity="loan_id", timestamp="ts", label="defaulted", task=Task.BINARY
 )

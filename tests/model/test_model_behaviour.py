@@ -34,8 +34,6 @@ from mlops.modeling import (
 )
 from mlops.synthetic import ENTITY, TIMESTAMP, TRANSACTION_ID, Scenario, generate
 
-pytestmark = pytest.mark.model
-
 logger = logging.getLogger(__name__)
 
 SPEC = load_spec(Path(__file__).resolve().parents[2] / "datasets" / "card_fraud.yaml")

@@ -30,8 +30,6 @@ from quantization import Scheme, VariantReport, evaluate_variant, passes, quanti
 from quantization.schemes import BATCH_DEPENDENT
 from serving.loader import ModelRefused, reference_rows, smoke_test
 
-pytestmark = pytest.mark.model
-
 logger = logging.getLogger(__name__)
 
 SPEC = load_spec(Path(__file__).resolve().parents[2] / "datasets" / "card_fraud.yaml")

@@ -34,8 +34,6 @@ from mlops.synthetic import (
     generate,
 )
 
-pytestmark = pytest.mark.model
-
 START = datetime(2024, 3, 4, tzinfo=UTC)
 ROWS = 30_000
 NUMERIC = list(NUMERIC_FEATURES)
