@@ -4,9 +4,10 @@ A Prefect 3.8 process worker opens, for every flow run it submits, two API clien
 two event websockets, each client with an OpenSSL context of its own (about 0.7 MiB of
 native memory). After the run they are left in reference cycles that only a full
 collection frees, and a long-lived process runs those rarely: the worker's RSS grew by
-about 0.6 MiB per completed run, linearly (measured over 52 runs; cancelled runs cost
-nothing). A thread that collects every `MLOPS_RUNS__WORKER_GC_S` seconds (settings)
-keeps it to what a minute of runs leaves behind.
+0.3-0.6 MiB per completed run, linearly (cancelled runs cost nothing). A thread that
+collects every `MLOPS_RUNS__WORKER_GC_S` seconds (settings) keeps it to what a minute of
+runs leaves behind: side by side over 62 completed runs each, a plain worker grew 28.8 MiB
+per 100 runs, this one 0.5 MiB (138 -> 154 MiB against 139 -> 139 MiB).
 
 Run as `python -m devstack.worker <prefect worker start options>`.
 """

@@ -459,7 +459,7 @@ class FlowRunSettings(BaseModel):
         default=60.0,
         gt=0.0,
         description="The local stack's workers run a full garbage collection this often: "
-        "each submitted run leaves ~0.6 MiB in reference cycles (devstack/worker.py).",
+        "each completed run leaves 0.3-0.6 MiB in reference cycles (devstack/worker.py).",
     )
     pending_after_s: float = Field(
         default=900.0,
