@@ -129,3 +129,27 @@ def soak(
     typer.echo(report.model_dump_json(indent=2) if as_json else "\n".join(report.lines()))
     if not report.healthy(config.rollout_deadline_s):
         raise typer.Exit(1)
+
+
+@scenario_app.command("soak-report")
+def soak_report(
+    folder: Annotated[Path, typer.Argument(help="The soak's folder (its --out).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Judge a finished soak again from its folder, by the current rules.
+
+    Restarts the soak's Prefect server on its state for the events, reads the ledger and
+    what the driver kept, writes `soak-report.rebuilt.json`, prints the report; exits 1
+    as `run soak` would.
+    """
+    from scenarios.soak import SoakConfig, rebuild_report
+
+    if not (folder / "soak-config.json").is_file():
+        typer.secho(f"{folder} holds no soak-config.json", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    os.environ.pop("PREFECT_API_URL", None)
+    config = SoakConfig.load(folder.resolve())
+    report = rebuild_report(config)
+    typer.echo(report.model_dump_json(indent=2) if as_json else "\n".join(report.lines()))
+    if not report.healthy(config.rollout_deadline_s):
+        raise typer.Exit(1)

@@ -18,18 +18,27 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import psutil
 
+from devstack.localstack import (
+    SERVER,
+    LocalStack,
+    free_port,
+    running_pid,
+    start_server,
+    stop,
+    worker_component,
+)
 from devstack.localstack import SERVING as SERVING_COMPONENT
-from devstack.localstack import LocalStack, running_pid, worker_component
 from mlops.settings import get_settings
 from mlops.synthetic import TIMESTAMP, Scenario, generate
 from scenarios.drift_recovery import MODEL, train_first_champion, wait_ready
@@ -37,6 +46,7 @@ from scenarios.observe import PrefectApi
 from scenarios.soak_plan import SoakPlan, break_pipe, plan_soak
 from scenarios.soak_report import MemorySample, SoakReport, build_report
 from scenarios.stack import (
+    REPO,
     running_stack,
     scenario_base_environment,
     start_service,
@@ -102,6 +112,23 @@ class SoakConfig:
     def duration_s(self) -> float:
         """The soak's length in seconds."""
         return self.hours * 3600.0
+
+    @property
+    def grace_s(self) -> float:
+        """How long a change shows in the monitor's verdicts: its window reaches
+        `monitor_window_s` back, and a run comes every `monitor_every_s`."""
+        return self.monitor_window_s + self.monitor_every_s
+
+    def save(self) -> None:
+        """Keep the configuration in the soak's folder (`load` reads it back)."""
+        fields = {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items()}
+        (self.out / "soak-config.json").write_text(json.dumps(fields, indent=2))
+
+    @classmethod
+    def load(cls, out: Path) -> SoakConfig:
+        """The configuration a soak kept in its folder `out`."""
+        fields = json.loads((out / "soak-config.json").read_text())
+        return cls(**{**fields, "out": out})
 
     def plan(self) -> SoakPlan:
         """The seeded injections of this soak."""
@@ -187,6 +214,7 @@ def run_soak(config: SoakConfig) -> SoakReport:
         StackError: a part of the stack did not start.
     """
     config.out.mkdir(parents=True, exist_ok=True)
+    config.save()
     plan = config.plan()
     with running_stack(
         config.out, config.environment, deployments=SOAK_DEPLOYMENTS, adjust=config.adjust
@@ -199,7 +227,8 @@ def run_soak(config: SoakConfig) -> SoakReport:
         traffic = TrafficClient(url, tolerant=True)
         started = datetime.now(UTC)
         try:
-            memory = _play(config, plan, stack, traffic, settings.landing_dir / MODEL)
+            marks = {"started_at": started.isoformat(), "first_version": first}
+            memory = _play(config, plan, stack, traffic, settings.landing_dir / MODEL, marks)
             report = build_report(
                 config_hours=config.hours,
                 plan=plan,
@@ -211,7 +240,7 @@ def run_soak(config: SoakConfig) -> SoakReport:
                 ended=datetime.now(UTC),
                 statuses=dict(traffic.statuses),
                 memory=memory,
-                grace_s=config.monitor_every_s + config.label_delay_s,
+                grace_s=config.grace_s,
                 warm_s=config.warmup_s,
             )
         finally:
@@ -221,12 +250,59 @@ def run_soak(config: SoakConfig) -> SoakReport:
     return report
 
 
+def rebuild_report(config: SoakConfig) -> SoakReport:
+    """Judge a finished soak again from its folder: what the driver kept
+    (`soak-progress.json`) and the loop's own records (the Prefect server, restarted on
+    the soak's state for the purpose, the ledger). For a soak whose driver died, or
+    one judged by an earlier rule; writes `soak-report.rebuilt.json`."""
+    progress = json.loads((config.out / "soak-progress.json").read_text())
+    if "started_at" in progress:
+        started = datetime.fromisoformat(progress["started_at"])
+    else:  # a soak of an earlier version: its report has it
+        report_file = json.loads((config.out / "soak-report.json").read_text())
+        started = datetime.fromisoformat(report_file["started_at"])
+    memory = [MemorySample.model_validate(sample) for sample in progress["memory"]]
+    ended = started + timedelta(seconds=memory[-1].at_s) if memory else datetime.now(UTC)
+    stack = LocalStack(
+        repo=REPO,
+        run_dir=config.out / "run-report",
+        prefect_home=config.out / "prefect",
+        port=free_port(),
+        env=config.environment(config.out / "state", free_port()),
+    )
+    os.environ.update(stack.env)
+    get_settings.cache_clear()
+    start_server(stack)
+    api = PrefectApi(stack.api_url)
+    try:
+        report = build_report(
+            config_hours=config.hours,
+            plan=config.plan(),
+            settings=get_settings(),
+            api=api,
+            model=MODEL,
+            first_version=str(progress.get("first_version", "1")),
+            started=started,
+            ended=ended,
+            statuses={int(code): n for code, n in progress["statuses"].items()},
+            memory=memory,
+            grace_s=config.grace_s,
+            warm_s=config.warmup_s,
+        )
+    finally:
+        api.close()
+        stop(stack, SERVER)
+    (config.out / "soak-report.rebuilt.json").write_text(report.model_dump_json(indent=2))
+    return report
+
+
 def _play(
     config: SoakConfig,
     plan: SoakPlan,
     stack: LocalStack,
     traffic: TrafficClient,
     landing: Path,
+    marks: dict[str, str],
 ) -> list[MemorySample]:
     """Send the world's traffic for the soak's duration; returns the memory samples."""
     world = _World(rows=max(20_000, int(config.rows_per_second * 3600)), seed=config.seed)
@@ -252,7 +328,7 @@ def _play(
             tick += 1
         if int(elapsed) // 300 != int(time.monotonic() - began) // 300:
             memory.append(_memory(stack, time.monotonic() - began))
-            _save_progress(config.out, traffic, memory)
+            _save_progress(config.out, traffic, memory, marks)
             logger.info(
                 "soak %.0f/%.0f s: regime %s%s, %d requests answered",
                 elapsed,
@@ -262,14 +338,17 @@ def _play(
                 traffic.statuses.get(200, 0),
             )
     memory.append(_memory(stack, time.monotonic() - began))
-    _save_progress(config.out, traffic, memory)
+    _save_progress(config.out, traffic, memory, marks)
     return memory
 
 
-def _save_progress(out: Path, traffic: TrafficClient, memory: list[MemorySample]) -> None:
+def _save_progress(
+    out: Path, traffic: TrafficClient, memory: list[MemorySample], marks: dict[str, str]
+) -> None:
     """What only the driver knows (HTTP statuses, memory), kept as the soak goes: a report
     can be rebuilt from it and the stack's state should the driver die before the end."""
     progress = {
+        **marks,
         "statuses": {str(code): count for code, count in traffic.statuses.items()},
         "memory": [sample.model_dump() for sample in memory],
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +126,15 @@ def test_a_return_to_the_champions_regime_is_not_a_shift_to_detect() -> None:
     found = _injections(plan, alarms, [], 300.0, retrained)
     assert [(o.expected, o.delay_s) for o in found] == [(True, 200.0), (True, 100.0)]
     assert _false_alarms(plan, alarms, retrained, grace_s=300.0) == [2900.0]
+
+
+def test_a_soak_keeps_its_configuration_and_judges_with_the_monitors_whole_window(
+    tmp_path: Path,
+) -> None:
+    from scenarios.soak import SoakConfig
+
+    config = SoakConfig(hours=2.5, out=tmp_path, seed=3, min_gap_s=1800.0)
+    config.save()
+    assert SoakConfig.load(tmp_path) == config
+    # A shift shows in every verdict whose window (30 min) holds its rows, one run late.
+    assert config.grace_s == config.monitor_window_s + config.monitor_every_s == 35 * 60
