@@ -10,7 +10,6 @@ notification rule for crashed runs of the loop's flows applies to it.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -20,7 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ import httpx
 from prefect import flow
 from prefect.runtime import flow_run
 
-from devstack.localstack import free_port
 from mlops.registry.client import registry_client
 from mlops.retraining import RetrainRequest, check_retrain
 from mlops.retraining.heartbeat import keep_beating
@@ -181,56 +178,6 @@ class RolloutWatcher:
         finally:
             self.stop.set()
             thread.join(timeout=10)
-
-
-# --------------------------------------------------------------------------- webhook
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint on a free local port that keeps every JSON POST it gets."""
-
-    url: str
-    posts: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [post["json"] for post in self.posts]
-
-    def about(self, event: str) -> list[dict[str, Any]]:
-        return [message for message in self.received() if message.get("event") == event]
-
-
-@contextmanager
-def webhook_receiver() -> Iterator[Receiver]:
-    port = free_port()
-    box = Receiver(url=f"http://127.0.0.1:{port}/hooks/mlops")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with box.lock:
-                box.posts.append(
-                    {
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "json": json.loads(body),
-                    }
-                )
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield box
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --------------------------------------------------------------------------- Prefect API

@@ -104,13 +104,11 @@ from tests.e2e.hostile_support import (
     STAND_IN_FLOW,
     Api,
     LateLabelTraffic,
-    Receiver,
     RolloutWatcher,
     kill_hard,
     on_server,
     related_flow_run,
     wait_for,
-    webhook_receiver,
 )
 from tests.serving_support import (
     ServerThread,
@@ -119,6 +117,7 @@ from tests.serving_support import (
     train_models,
     with_serving,
 )
+from tests.webhook_support import Receiver, webhook_receiver
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "card_fraud"

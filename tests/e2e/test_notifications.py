@@ -10,13 +10,9 @@ model and version, why, and linking the flow run in the UI.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +24,12 @@ from prefect.events import emit_event
 from prefect.events.filters import EventFilter
 from pydantic import SecretStr
 
-from devstack.localstack import free_port
 from devstack.notifications_setup import ensure_notifications
 from mlops import events
 from mlops.events import dataset_resource_id, model_resource_id
 from mlops.notifications import AUTOMATIONS_FILE, load_automations
 from mlops.settings import NotificationSettings
+from tests.webhook_support import Receiver, webhook_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 FILE = ROOT / AUTOMATIONS_FILE
@@ -52,49 +48,10 @@ REPEATED_EVENTS = (events.DATA_QUALITY_DEGRADED, events.DRIFT_ALARM_OVERDUE)
 more per model (`repeat_after_s`)."""
 
 
-@dataclass
-class Receiver:
-    """A webhook endpoint on a free local port that keeps every POST it gets."""
-
-    url: str
-    posts: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.posts)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    port = free_port()
-    box = Receiver(url=f"http://127.0.0.1:{port}/hooks/mlops")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with box.lock:
-                box.posts.append(
-                    {
-                        "path": self.path,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "json": json.loads(body),
-                    }
-                )
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with webhook_receiver() as box:
         yield box
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -197,7 +154,7 @@ def test_each_event_and_failed_run_notifies_once(
 
     def ours() -> dict[str, list[dict[str, Any]]]:
         by_event: dict[str, list[dict[str, Any]]] = {}
-        for post in receiver.received():
+        for post in receiver.posts():
             message = post["json"]
             if message["model"] == model or tag in message["reason"]:
                 by_event.setdefault(message["event"], []).append(post)
@@ -240,7 +197,7 @@ def test_each_event_and_failed_run_notifies_once(
     failed_id = str(failed.state_details.flow_run_id)
 
     def failure_posts() -> list[dict[str, Any]]:
-        return [p["json"] for p in receiver.received() if p["json"].get("flow_run_id") == failed_id]
+        return [p["json"] for p in receiver.posts() if p["json"].get("flow_run_id") == failed_id]
 
     wait_for(lambda: bool(failure_posts()), "a POST for the failed run of drift-monitor")
     [message] = failure_posts()
@@ -266,4 +223,4 @@ def test_each_event_and_failed_run_notifies_once(
             "the repeated events in the server's event log",
         )
     assert all(len(posts) == 1 for posts in ours().values()), ours().keys()
-    assert not [p for p in receiver.received() if "not ours" in p["json"].get("reason", "")]
+    assert not [p for p in receiver.posts() if "not ours" in p["json"].get("reason", "")]
