@@ -62,14 +62,24 @@ def retraining_stand_in(model_name: str, event_id: str, pid_file: str) -> None:
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float, every: float = 0.25) -> Any:
-    """Poll `condition` until it returns something truthy (returned); fail after `timeout`."""
+    """Poll `condition` until it returns something truthy (returned); fail after `timeout`.
+
+    A poll the Prefect server does not answer in time (its SQLite database busy under
+    load, or the server restarting) counts as "not yet": the deadline still bounds it.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except httpx.TransportError as exc:
+            value, unanswered = None, exc
+        else:
+            unanswered = None
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+            cause = f" (last poll: {unanswered!r})" if unanswered else ""
+            raise AssertionError(f"not within {timeout:.0f} s: {what}{cause}")
         time.sleep(every)
 
 
