@@ -238,7 +238,7 @@ def test_slack_and_email_blocks_and_an_unconfigured_destination() -> None:
     assert block.to_emails == ["a@x.org", "b@y.org"]  # type: ignore[attr-defined]
     for unset in (NotificationSettings(), NotificationSettings(kind="email", email_to="a@x.org")):
         assert not unset.configured
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match="no destination"):
             setup.notification_block(unset)
         assert setup.ensure_notifications(unset, ROOT / AUTOMATIONS_FILE) is None
 

@@ -265,7 +265,7 @@ def test_begin_commits_and_rolls_back(tmp_path: Path) -> None:
     db.ensure_schema(engine, metadata)
     with db.begin(engine, lock="mlops.test.a") as conn:
         conn.execute(table.insert().values(id=1))
-    with pytest.raises(RuntimeError), db.begin(engine, lock="mlops.test.a") as conn:
+    with pytest.raises(RuntimeError, match="undone"), db.begin(engine, lock="mlops.test.a") as conn:
         conn.execute(table.insert().values(id=2))
         raise RuntimeError("undone")
     with engine.connect() as conn:

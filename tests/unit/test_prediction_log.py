@@ -382,12 +382,12 @@ def test_close_without_start_keeps_rows_and_refuses_new_ones(
     sink = FakeSink()
     log = make_log(sink)
     log.submit(predictions(3))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="not started"):
         log.flush()
     log.close()
     assert sink.closed
     assert sum(SpillDir.read("predictions", p).num_rows for p in SpillDir(spill_dir).files()) == 3
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="closed"):
         log.submit(predictions(1))
 
 
@@ -417,5 +417,5 @@ def test_postgres_urls_accepted_and_others_refused() -> None:
     assert postgres_conninfo("postgresql+psycopg://u@h:5/db") == "postgresql://u@h:5/db"
     assert postgres_conninfo("postgres://u@h/db") == "postgresql://u@h/db"
     assert postgres_conninfo("postgresql://u@h/db") == "postgresql://u@h/db"
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="needs a postgresql:// URL"):
         postgres_conninfo("sqlite:///x.db")

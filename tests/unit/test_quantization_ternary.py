@@ -58,7 +58,7 @@ def test_codes_are_zero_plus_one_minus_one_four_per_byte_low_bits_first() -> Non
 def test_pack_refuses_values_other_than_minus_one_zero_one() -> None:
     with pytest.raises(ValueError, match="-1, 0 and \\+1"):
         pack_ternary(torch.tensor([0.0, 0.5, 1.0]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="only -1, 0 and \\+1"):
         pack_ternary(torch.tensor([2, 0, 0, 0]))
 
 

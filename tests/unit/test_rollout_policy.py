@@ -701,7 +701,7 @@ def test_a_paused_rollout_expires_and_is_rolled_back() -> None:
     assert (rolled.status, rolled.revision) == (RolloutStatus.ROLLED_BACK, paused.revision + 1)
     assert fake.aliases == {CHAMPION: "1"}
     assert fake.versions["2"][ROLLED_BACK_REASON_TAG] == made.reason
-    with pytest.raises(RolloutError):  # a decided rollout cannot be resumed any more
+    with pytest.raises(RolloutError, match="no paused rollout"):  # decided: never resumed
         resume_rollout(client, NAME)
 
 

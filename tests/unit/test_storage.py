@@ -74,7 +74,7 @@ def test_bytes_round_trip_and_existence(store: ArtifactStore) -> None:
     assert store.get_bytes("a/b.txt") == b"two", "overwrite by default"
     assert not store.put_bytes("a/b.txt", b"three", overwrite=False)
     assert store.get_bytes("a/b.txt") == b"two", "write-once keeps what is there"
-    with pytest.raises(SourceError):
+    with pytest.raises(SourceError, match="no (file|object)"):
         store.get_bytes("a/missing.txt")
 
 
@@ -104,7 +104,7 @@ def test_local_path_verifies_the_content_hash(store: ArtifactStore, tmp_path: Pa
     assert store.local_path("k/file.bin", digest).read_bytes() == b"payload"
     with pytest.raises(SourceError, match="sha256"):
         store.local_path("k/file.bin", "0" * 64)
-    with pytest.raises(SourceError):
+    with pytest.raises(SourceError, match="no (file|object)"):
         store.local_path("k/missing.bin")
 
 
@@ -170,7 +170,7 @@ def test_references_resolve_to_locations(bucket_settings: Settings) -> None:
     assert local == Path("/data/a.parquet")
     remote = location_of(f"s3://{BUCKET}/team-a/raw/x.parquet", bucket_settings)
     assert isinstance(remote, ObjectPath) and remote.key == "team-a/raw/x.parquet"
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="not an s3://bucket/key URI"):
         location_of("s3://only-a-bucket", bucket_settings)
 
 

@@ -25,11 +25,11 @@ def test_environment_overrides_nested_tuning_fields(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_tuning_section_is_validated_and_frozen() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="n_trials"):
         TuningSettings(n_trials=0)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="pruner"):
         TuningSettings.model_validate({"pruner": "random"})
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="frozen"):
         TuningSettings().n_trials = 3  # type: ignore[misc, unused-ignore]
 
 
