@@ -7,12 +7,15 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlops.errors import PipelineError
 from scenarios.traffic import Shift
+
+if TYPE_CHECKING:
+    from scenarios.soak_report import SoakReport
 
 scenario_app = typer.Typer(
     help="Closed-loop scenarios on a stack of their own.", no_args_is_help=True
@@ -126,9 +129,7 @@ def soak(
     except PipelineError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
-    typer.echo(report.model_dump_json(indent=2) if as_json else "\n".join(report.lines()))
-    if not report.healthy(config.rollout_deadline_s):
-        raise typer.Exit(1)
+    _print_soak(report, config.rollout_deadline_s, as_json=as_json)
 
 
 @scenario_app.command("soak-report")
@@ -150,6 +151,11 @@ def soak_report(
     os.environ.pop("PREFECT_API_URL", None)
     config = SoakConfig.load(folder.resolve())
     report = rebuild_report(config)
+    _print_soak(report, config.rollout_deadline_s, as_json=as_json)
+
+
+def _print_soak(report: SoakReport, rollout_deadline_s: float, *, as_json: bool) -> None:
+    """Print a soak's report; exit 1 when the loop was not healthy."""
     typer.echo(report.model_dump_json(indent=2) if as_json else "\n".join(report.lines()))
-    if not report.healthy(config.rollout_deadline_s):
+    if not report.healthy(rollout_deadline_s):
         raise typer.Exit(1)
