@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from prefect import flow
@@ -31,7 +31,10 @@ from mlops.retraining import RetrainRequest, check_retrain
 from mlops.retraining.heartbeat import keep_beating
 from mlops.rollout.state import RolloutState, read_rollout
 from mlops.settings import Settings, get_settings
+from tests import polling
 from tests.serving_support import SmallModels
+
+T = TypeVar("T")
 
 STAND_IN_FLOW = "training-pipeline"
 STAND_IN_DEPLOYMENT = "hard-killed"
@@ -61,26 +64,10 @@ def retraining_stand_in(model_name: str, event_id: str, pid_file: str) -> None:
     raise RuntimeError("the stand-in was not killed")
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float, every: float = 0.25) -> Any:
-    """Poll `condition` until it returns something truthy (returned); fail after `timeout`.
-
-    A poll the Prefect server does not answer in time (its SQLite database busy under
-    load, or the server restarting) counts as "not yet": the deadline still bounds it.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except httpx.TransportError as exc:
-            value, unanswered = None, exc
-        else:
-            unanswered = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            cause = f" (last poll: {unanswered!r})" if unanswered else ""
-            raise AssertionError(f"not within {timeout:.0f} s: {what}{cause}")
-        time.sleep(every)
+def wait_for(condition: Callable[[], T], what: str, timeout: float, every: float = 0.25) -> T:
+    """Poll the stack: a poll the Prefect server does not answer in time (its SQLite
+    database busy under load, or the server restarting) counts as "not yet"."""
+    return polling.wait_for(condition, what, timeout, every=every, tolerate=(httpx.TransportError,))
 
 
 # --------------------------------------------------------------------------- traffic
@@ -193,21 +180,31 @@ class RolloutWatcher:
 # --------------------------------------------------------------------------- Prefect API
 
 
+RETRIED_STATUS = frozenset({429, 502, 503})
+
+
 @dataclass(frozen=True)
 class Api:
     """The few Prefect REST calls the test makes (plain HTTP: it survives server restarts)."""
 
     url: str
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        response = httpx.post(f"{self.url}{path}", json=body, timeout=10)
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One call, retried like Prefect's own client on 429/502/503 (a busy SQLite
+        server answers 503 when its database is locked; the transaction rolled back)."""
+        for delay in (0.5, 1.0, 2.0, 4.0, 0.0):
+            response = httpx.request(method, f"{self.url}{path}", json=body, timeout=10)
+            if response.status_code not in RETRIED_STATUS or not delay:
+                break
+            time.sleep(delay)
         response.raise_for_status()
         return response.json()
 
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call("POST", path, body)
+
     def deployment_id(self, flow_name: str, name: str) -> str:
-        response = httpx.get(f"{self.url}/deployments/name/{flow_name}/{name}", timeout=10)
-        response.raise_for_status()
-        return str(response.json()["id"])
+        return str(self._call("GET", f"/deployments/name/{flow_name}/{name}")["id"])
 
     def flow_runs(self, deployment_id: str) -> list[dict[str, Any]]:
         body = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}, "limit": 200}
@@ -215,9 +212,7 @@ class Api:
         return runs
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/flow_runs/{run_id}", timeout=10)
-        response.raise_for_status()
-        run: dict[str, Any] = response.json()
+        run: dict[str, Any] = self._call("GET", f"/flow_runs/{run_id}")
         return run
 
     def create_run(self, deployment_id: str, parameters: dict[str, Any]) -> str:
@@ -276,19 +271,3 @@ def kill_hard(pid: int) -> list[int]:
         except ProcessLookupError:
             pass
     return tree
-
-
-@contextmanager
-def on_server(api_url: str) -> Iterator[None]:
-    """Prefect clients and events of this process go to `api_url` (sent before leaving)."""
-    from prefect.events.clients import PrefectEventsClient
-    from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    EventsWorker.set_client_override(PrefectEventsClient, api_url=api_url)
-    try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            yield
-            EventsWorker.drain_all()
-    finally:
-        EventsWorker.set_client_override(None)

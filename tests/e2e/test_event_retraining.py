@@ -19,8 +19,6 @@ import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.events import Event, emit_event
-from prefect.events.clients import PrefectEventsClient
-from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelled, Running, Scheduled
 
@@ -28,6 +26,7 @@ from mlops.events import DRIFT_DETECTED, model_resource_id
 from mlops.retraining import GuardOutcome, recent_alarms, retrain_runs
 from mlops.synthetic import Scenario, generate, write_batch
 from tests.e2e.prefect_stack import PrefectStack, prefect_stack_fixture  # noqa: F401
+from tests.prefect_events import on_server
 
 MODEL = "card_fraud"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -52,20 +51,15 @@ class Triggered:
 
 def emit(api_url: str, payload: dict[str, Any]) -> Event:
     """Emit a drift alarm with `emit_event`, as the drift monitor does, to this server."""
-    EventsWorker.set_client_override(PrefectEventsClient, api_url=api_url)
-    try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            event = emit_event(
-                event=DRIFT_DETECTED,
-                resource={
-                    "prefect.resource.id": model_resource_id(MODEL),
-                    "prefect.resource.name": MODEL,
-                },
-                payload=payload,
-            )
-            EventsWorker.drain_all()
-    finally:
-        EventsWorker.set_client_override(None)
+    with on_server(api_url):
+        event = emit_event(
+            event=DRIFT_DETECTED,
+            resource={
+                "prefect.resource.id": model_resource_id(MODEL),
+                "prefect.resource.name": MODEL,
+            },
+            payload=payload,
+        )
     assert event is not None
     return event
 

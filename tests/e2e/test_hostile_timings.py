@@ -106,10 +106,10 @@ from tests.e2e.hostile_support import (
     LateLabelTraffic,
     RolloutWatcher,
     kill_hard,
-    on_server,
     related_flow_run,
     wait_for,
 )
+from tests.prefect_events import on_server
 from tests.serving_support import (
     ServerThread,
     SmallModels,
@@ -448,9 +448,15 @@ def test_the_loop_converges_under_hostile_timings(loop: Loop) -> None:
     assert champion.version == "1"
 
     # The finishing decision was taken by a run of canary-rollout/resume.
-    [promoted] = wait_for(
+    # One decision, one promotion. The events client replays what the server had not
+    # confirmed when it went down, so the same event may be stored twice: count decisions.
+    promotions = wait_for(
         lambda: api.events(MODEL_PROMOTED, model_resource_id(MODEL)), "the promoted event", 20
     )
+    decisions = {e["payload"]["decision_id"]: e for e in promotions}
+    print(f"promoted events: {[(e['id'], e['payload']['decision_id']) for e in promotions]}")  # noqa: T201
+    assert len(decisions) == 1, promotions
+    [promoted] = decisions.values()
     decider = related_flow_run(promoted)
     assert decider is not None
     # Any run may step a rollout: usually a `resume` run; when v2's on-registered run

@@ -10,9 +10,8 @@ model and version, why, and linking the flow run in the UI.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from mlops import events
 from mlops.events import dataset_resource_id, model_resource_id
 from mlops.notifications import AUTOMATIONS_FILE, load_automations
 from mlops.settings import NotificationSettings
+from tests.polling import wait_for
 from tests.webhook_support import Receiver, webhook_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,14 +52,6 @@ more per model (`repeat_after_s`)."""
 def receiver() -> Iterator[Receiver]:
     with webhook_receiver() as box:
         yield box
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.2)
 
 
 @flow(name="notification-probe")
@@ -161,7 +153,7 @@ def test_each_event_and_failed_run_notifies_once(
         return by_event
 
     expected = {*MODEL_EVENTS, events.BATCH_QUARANTINED}
-    wait_for(lambda: expected <= ours().keys(), f"one POST for each of {sorted(expected)}")
+    wait_for(lambda: expected <= ours().keys(), f"one POST for each of {sorted(expected)}", 60)
     received = ours()
     for name in expected:
         assert len(received[name]) == 1, f"{name}: {len(received[name])} POSTs"
@@ -199,7 +191,7 @@ def test_each_event_and_failed_run_notifies_once(
     def failure_posts() -> list[dict[str, Any]]:
         return [p["json"] for p in receiver.posts() if p["json"].get("flow_run_id") == failed_id]
 
-    wait_for(lambda: bool(failure_posts()), "a POST for the failed run of drift-monitor")
+    wait_for(failure_posts, "a POST for the failed run of drift-monitor", 60)
     [message] = failure_posts()
     assert message["event"] == "prefect.flow-run.Failed"
     assert message["flow"] == "drift-monitor"
@@ -221,6 +213,8 @@ def test_each_event_and_failed_run_notifies_once(
         wait_for(
             lambda: len(client.read_events(repeats, limit=10).events) == 2 * len(REPEATED_EVENTS),
             "the repeated events in the server's event log",
+            60,
+            every=0.2,
         )
     assert all(len(posts) == 1 for posts in ours().values()), ours().keys()
     assert not [p for p in receiver.posts() if "not ours" in p["json"].get("reason", "")]

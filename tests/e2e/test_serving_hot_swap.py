@@ -13,6 +13,7 @@ import pytest
 
 from mlops.registry.client import CHAMPION
 from mlops.settings import Settings
+from tests.polling import wait_for
 from tests.serving_support import (  # noqa: F401  (fixtures)
     ServerThread,
     SmallModels,
@@ -96,16 +97,6 @@ def models_info(url: str) -> dict[str, object]:
     return info
 
 
-def wait_for(condition: object, timeout_s: float, what: str) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
 def test_hot_swap_under_load_fails_no_request(
     server: str,
     swap_settings: Settings,
@@ -115,14 +106,14 @@ def test_hot_swap_under_load_fails_no_request(
     new = register_model(swap_settings, name, serving_models, 1)  # v2: challenger only
     body = {"instances": serving_models.rows(8)}
     with Hammer(server, body) as hammer:
-        wait_for(lambda: len(hammer.versions) >= 50, 30, "traffic on the old champion")
+        wait_for(lambda: len(hammer.versions) >= 50, "traffic on the old champion", 30)
         assert hammer.latest_version() == "1"
         moved_at = time.monotonic()
         set_alias(swap_settings, name, CHAMPION, new.version)
-        wait_for(lambda: hammer.latest_version() == new.version, 15, "the new champion")
+        wait_for(lambda: hammer.latest_version() == new.version, "the new champion", 15)
         swapped_after = time.monotonic() - moved_at
         settled = len(hammer.versions)
-        wait_for(lambda: len(hammer.versions) >= settled + 50, 30, "traffic after the swap")
+        wait_for(lambda: len(hammer.versions) >= settled + 50, "traffic after the swap", 30)
     assert not hammer.failures, hammer.failures[:5]
     assert set(hammer.statuses) == {200}, hammer.statuses
     assert swapped_after < 5.0  # noticed within a few poll intervals
@@ -149,15 +140,15 @@ def test_a_broken_artifact_is_refused_and_the_current_model_keeps_serving(
     tamper_version(swap_settings, name, broken.version)
     body = {"instances": serving_models.rows(2)}
     with Hammer(server, body, clients=2) as hammer:
-        wait_for(lambda: len(hammer.versions) >= 20, 30, "traffic")
+        wait_for(lambda: len(hammer.versions) >= 20, "traffic", 30)
         set_alias(swap_settings, name, CHAMPION, broken.version)
         wait_for(
             lambda: any(r["version"] == broken.version for r in models_info(server)["refused"]),  # type: ignore[attr-defined]
-            15,
             "the refusal",
+            15,
         )
         count = len(hammer.versions)
-        wait_for(lambda: len(hammer.versions) >= count + 20, 30, "traffic after the refusal")
+        wait_for(lambda: len(hammer.versions) >= count + 20, "traffic after the refusal", 30)
     assert set(hammer.statuses) == {200} and not hammer.failures
     assert {v for _, v in hammer.versions} == {serving}
     info = models_info(server)

@@ -22,12 +22,13 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events import emit_event
 from prefect.events.schemas.events import ResourceSpecification
-from prefect.events.worker import EventsWorker
 from prefect.states import Completed, Pending, Running
 
 from devstack.notifications_setup import REAPER_NAME, ensure_reaper, reaper_spec
 from mlops.settings import FlowRunSettings, get_settings
 from tasks.runs import crash_silent_runs
+from tests.polling import wait_for
+from tests.prefect_events import drain_events
 
 # The test beats by hand every 2 s: the reaper's silence can be Prefect's least (10 s),
 # shorter than the 30 s the settings require of real runs' heartbeats.
@@ -56,16 +57,7 @@ def _beat(run_id: UUID) -> None:
         event="prefect.flow-run.heartbeat",
         resource={"prefect.resource.id": f"prefect.flow-run.{run_id}"},
     )
-    EventsWorker.drain_all(timeout=10)
-
-
-def _poll(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return condition()
+    drain_events(timeout=10)
 
 
 def test_a_run_whose_heartbeats_stop_is_crashed_and_an_ended_one_is_not(
@@ -86,8 +78,8 @@ def test_a_run_whose_heartbeats_stop_is_crashed_and_an_ended_one_is_not(
         def crashed(run: UUID) -> Callable[[], bool]:
             return lambda: client.read_flow_run(run).state_type is StateType.CRASHED
 
-        assert _poll(crashed(silent), timeout_s=60), "the silent run was not marked Crashed"
-        assert _poll(crashed(unborn), timeout_s=30), "a run killed before its first beat"
+        wait_for(crashed(silent), "the silent run marked Crashed", 60, every=0.5)
+        wait_for(crashed(unborn), "a run killed before its first beat Crashed", 30, every=0.5)
         state = client.read_flow_run(silent).state
         assert state is not None and "no heartbeat" in (state.message or "")
         assert client.read_flow_run(ended).state_type is StateType.COMPLETED

@@ -22,9 +22,6 @@ import httpx
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.events.clients import PrefectEventsClient
-from prefect.events.worker import EventsWorker
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelled, Completed, Crashed, Failed, Running
 
 from mlops.events import RETRAINING_EXPIRED, model_resource_id
@@ -38,8 +35,10 @@ from mlops.retraining import (
     retrain_runs,
 )
 from mlops.settings import Settings
+from tests import prefect_events
 from tests.e2e.conftest import mlops_env
 from tests.e2e.prefect_stack import PrefectStack, prefect_stack_fixture  # noqa: F401
+from tests.polling import wait_for
 
 MODEL = "stale_fraud"
 """Not the model of the other e2e tests: their in-flight checks must not see these runs."""
@@ -54,15 +53,9 @@ def ledger(tmp_path: Path) -> Iterator[Settings]:
 
 @contextmanager
 def on_server(api_url: str) -> Iterator[SyncPrefectClient]:
-    """Prefect clients and emitted events go to the stack's server."""
-    EventsWorker.set_client_override(PrefectEventsClient, api_url=api_url)
-    try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            with get_client(sync_client=True) as client:
-                yield client
-            EventsWorker.drain_all()
-    finally:
-        EventsWorker.set_client_override(None)
+    """A client of the stack's server, where emitted events go too."""
+    with prefect_events.on_server(api_url), get_client(sync_client=True) as client:
+        yield client
 
 
 def alarm(name: str) -> RetrainRequest:
@@ -98,26 +91,6 @@ def start_retraining(
     assert held is not None and held.held_by == decision.key
     assert pending_alarms(settings, MODEL) == ()
     return run, {"d0": deferred.key, "e1": decision.key, "m1": held.key}
-
-
-def expired_events(api_url: str, run_id: str, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """The `mlops.retraining.expired` events about MODEL for one flow run (polled)."""
-    body = {
-        "filter": {
-            "event": {"name": [RETRAINING_EXPIRED]},
-            "resource": {"id": [model_resource_id(MODEL)]},
-            "occurred": {"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
-        },
-        "limit": 50,
-    }
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=api_url, timeout=10.0) as api:
-        while True:
-            found = api.post("/events/filter", json=body).raise_for_status().json()["events"]
-            mine = [e for e in found if e["payload"].get("run_id") == run_id]
-            if mine or time.monotonic() > deadline:
-                return mine
-            time.sleep(0.5)
 
 
 ENDINGS: dict[str, tuple[Callable[[SyncPrefectClient, FlowRun], object], str]] = {
@@ -160,7 +133,11 @@ def test_a_retraining_whose_flow_run_ended_expires_and_its_alarms_wait_again(
     assert waiting == dict.fromkeys(keys.values(), GuardOutcome.DEFERRED)
     # The monitor's next alarm is no longer held by the dead run.
     assert hold_alarm(alarm("m2"), ledger, now=now, rollout_active=False) is None
-    [event] = expired_events(prefect_stack.api_url, str(run.id))
+    [event] = events_about(
+        prefect_stack.api_url,
+        RETRAINING_EXPIRED,
+        lambda e: e["payload"].get("run_id") == str(run.id),
+    )
     assert event["resource"]["prefect.resource.name"] == MODEL
     assert event["payload"]["key"] == keys["e1"] and event["payload"]["reason"] == expired.reason
     assert event["payload"]["started_at"] == row.started_at.isoformat()
@@ -191,8 +168,11 @@ def test_a_killed_workers_run_left_running_on_the_server_expires_by_its_heartbea
     assert hold_alarm(alarm("m2"), ledger, now=silent, rollout_active=False) is None
 
 
-def events_about(api_url: str, name: str, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """Events `name` about MODEL from the last hour (polled until one arrives)."""
+def events_about(
+    api_url: str, name: str, where: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Events `name` about MODEL from the last hour for which `where` holds (polled until
+    one arrives)."""
     body = {
         "filter": {
             "event": {"name": [name]},
@@ -201,15 +181,13 @@ def events_about(api_url: str, name: str, timeout: float = 20.0) -> list[dict[st
         },
         "limit": 50,
     }
-    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=api_url, timeout=10.0) as api:
-        while True:
-            found: list[dict[str, Any]] = (
-                api.post("/events/filter", json=body).raise_for_status().json()["events"]
-            )
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.5)
+
+        def matching() -> list[dict[str, Any]]:
+            found = api.post("/events/filter", json=body).raise_for_status().json()["events"]
+            return [e for e in found if where(e)]
+
+        return wait_for(matching, f"{name} about {MODEL} on the server", 20, every=0.5)
 
 
 def test_a_held_alarm_tells_people_and_an_old_one_is_overdue(
@@ -252,11 +230,9 @@ def test_a_held_alarm_tells_people_and_an_old_one_is_overdue(
     assert "amount is null" in held.reason
     keys = [a.key for a in pending_alarms(ledger, MODEL)]
     assert keys == [waiting.key, held.key]
-    [told] = [
-        e
-        for e in events_about(prefect_stack.api_url, DRIFT_ALARM_HELD)
-        if e["payload"]["key"] == held.key
-    ]
+    [told] = events_about(
+        prefect_stack.api_url, DRIFT_ALARM_HELD, lambda e: e["payload"]["key"] == held.key
+    )
     assert told["payload"] == {
         "version": "3",
         "reason": held.reason,
@@ -264,11 +240,11 @@ def test_a_held_alarm_tells_people_and_an_old_one_is_overdue(
         "key": held.key,
         "waiting_since": waiting.decided_at.isoformat(),
     }
-    [late] = [
-        e
-        for e in events_about(prefect_stack.api_url, DRIFT_ALARM_OVERDUE)
-        if e["payload"]["oldest_key"] == waiting.key
-    ]
+    [late] = events_about(
+        prefect_stack.api_url,
+        DRIFT_ALARM_OVERDUE,
+        lambda e: e["payload"]["oldest_key"] == waiting.key,
+    )
     assert late["payload"]["version"] == "3" and late["payload"]["waiting_s"] >= 30 * 3600
     assert "waited 30.0 h" in late["payload"]["reason"]
     assert "canary rollout" in late["payload"]["reason"]

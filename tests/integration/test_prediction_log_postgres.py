@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -32,6 +31,7 @@ from serving.prediction_log import (
 )
 from serving.prediction_log.records import to_table
 from tests.pg_cluster import ClusterUnavailable, PrivateCluster
+from tests.polling import wait_for
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -74,14 +74,6 @@ def record(i: int, *, request: str = "load", model: str = "card_fraud") -> Predi
         error=None,
         ts=T0 + timedelta(milliseconds=i),
     )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        pause.wait(0.01)
 
 
 def test_no_row_lost_when_the_database_stops_and_starts_mid_load(

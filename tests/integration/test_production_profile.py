@@ -47,6 +47,7 @@ from mlops.synthetic import Defect, Scenario, generate, write_batch
 from mlops.tracking.plots import OPTIMIZATION_HISTORY
 from tests.conftest import REDIS_HOST, REDIS_PORT, _unavailable, fresh_databases
 from tests.e2e.conftest import mlops_env
+from tests.polling import wait_for
 from tests.unit.tuning_support import psycopg_url
 
 CARD_FRAUD = Path("datasets/card_fraud.yaml").resolve()
@@ -72,7 +73,12 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    _wait_for(lambda: httpx.get(url, timeout=2).status_code < 500, 30, "the S3 endpoint")
+    wait_for(
+        lambda: httpx.get(url, timeout=2).status_code < 500,
+        "the S3 endpoint",
+        30,
+        tolerate=(httpx.TransportError,),
+    )
     try:
         yield url
     finally:
@@ -140,10 +146,11 @@ def prefect_on_postgres(
     )
     url = f"http://127.0.0.1:{port}/api"
     try:
-        _wait_for(
+        wait_for(
             lambda: server.poll() is None and _healthy(url),
-            180,
             f"the Prefect server (log: {home / 'server.log'})",
+            180,
+            every=0.2,
             alive=lambda: server.poll() is None,
         )
         with temporary_settings(updates={PREFECT_API_URL: url}):
@@ -490,18 +497,3 @@ def _healthy(api_url: str) -> bool:
         return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _wait_for(check, timeout: float, what: str, alive=lambda: True) -> None:  # type: ignore[no-untyped-def]
-    """Poll until `check()` holds (never a fixed sleep); fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # not up yet
-            pass
-        if not alive():
-            break
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not become ready within {timeout:.0f} s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from serving.prediction_log import (
 )
 from serving.prediction_log.records import to_table
 from serving.prediction_log.spill import SpillDir
+from tests.polling import wait_for
 
 T0 = datetime(2024, 5, 1, 23, 59, 0, tzinfo=UTC)
 
@@ -89,15 +89,6 @@ class FakeSink:
 
     def close(self) -> None:
         self.closed = True
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        pause.wait(0.01)
 
 
 @pytest.fixture
@@ -229,7 +220,7 @@ def test_failing_sink_spills_then_flushes_with_exact_counts(
     log.submit(rows)  # before start: the first pass sees all 30 rows
     log.submit_feedback([FeedbackRecord("req-1", "1", T0)])
     log.start()
-    wait_for(lambda: log.stats()["spilled"] == 31)
+    wait_for(lambda: log.stats()["spilled"] == 31, "31 rows spilled", 10)
     assert sink.rows["predictions"] == [] and log.stats()["sink_errors"] == 1
     log.flush(timeout=10)
 
@@ -341,7 +332,7 @@ def test_buffer_overflow_spills_and_nothing_is_lost(
 
     for chunk in range(10):  # 100 more rows while the sink is stuck
         log.submit(predictions(10, request=f"c{chunk}"))
-    wait_for(lambda: log.stats()["overflowed"] >= 90)
+    wait_for(lambda: log.stats()["overflowed"] >= 90, "90 rows overflowed", 10)
     assert not gate.is_set()
     stats = log.stats()
     assert stats["queued"] <= 10
