@@ -1,5 +1,5 @@
-# The knobs of one environment; environments/<environment>.tfvars sets them, main.tf
-# hands them to modules/platform. Descriptions and defaults match modules/platform/variables.tf.
+# The knobs of one environment (the same list for every environment);
+# environments/<environment>.tfvars sets them, main.tf hands them to the modules.
 
 variable "region" {
   description = "AWS region of the environment."

@@ -7,7 +7,8 @@ and the outputs of the root module map one to one onto the production settings o
 `mlops.settings.Settings` (the shapes of the generated connection URLs pass the
 production validator too).
 
-Layout: one root module (`infra/terraform/*.tf`) for every environment; an environment
+Layout: one root module (`infra/terraform/*.tf`, calling the single-purpose modules of
+`modules/` directly) for every environment; an environment
 is one values file (`environments/<env>.tfvars`, given to plan with `-var-file`) and
 one partial backend configuration (`environments/<env>.s3.tfbackend`, given to init
 with `-backend-config`).
@@ -132,7 +133,8 @@ def load_dir(path: Path) -> TerraformDir:
         for kind, target in (("resource", config.resources), ("data", config.data)):
             for type_name, named in _labelled(parsed.get(kind, [])):
                 target.update((type_name, name) for name in named)
-        for text in _strings(parsed):
+        # `moved` blocks name old state addresses, not references to resolve.
+        for text in _strings({kind: body for kind, body in parsed.items() if kind != "moved"}):
             config.expressions.extend(_interpolations(text))
     return config
 
@@ -191,7 +193,6 @@ def test_layout_has_one_job_per_module() -> None:
         "ecs_cluster",
         "load_balancer",
         "service",
-        "platform",
     }
     assert {path.name for path in module_dirs()} == expected
     for path in all_dirs():
@@ -257,6 +258,19 @@ def test_every_used_module_output_exists(path: Path) -> None:
             assert module in config.modules, f"{path}: unknown module {module}"
             target = (path / config.modules[module]["source"]).resolve()
             assert output in load_dir(target).outputs, f"{path}: module.{module}.{output}"
+
+
+def test_moved_blocks_follow_every_module_call_out_of_the_old_platform_module() -> None:
+    """The module calls lived in modules/platform (module.platform.module.<name>) until
+    it was folded into the root module: moved.tf keeps existing states from replacing
+    every object."""
+    moved = _parse(TERRAFORM / "moved.tf")["moved"]
+    pairs = {block["from"]: block["to"] for block in moved}
+    assert len(pairs) == len(moved)
+    assert pairs == {
+        f"${{module.platform.module.{name}}}": f"${{module.{name}}}"
+        for name in load_dir(TERRAFORM).modules
+    }
 
 
 # ------------------------------------------------------------------ documentation
@@ -368,7 +382,7 @@ def test_outputs_map_one_to_one_onto_the_production_settings() -> None:
     for env_var, secret in PRODUCTION_SETTINGS.items():
         output = outputs[_setting_output(env_var)]
         source = "secret_settings" if secret else "plain_settings"
-        assert output["value"] == f'${{module.platform.{source}["{env_var}"]}}'
+        assert output["value"] == f'${{local.{source}["{env_var}"]}}'
         assert output["description"].startswith(f"{env_var}: ")
         assert not output.get("sensitive"), "secrets leave terraform as ARNs, never as values"
 
@@ -380,10 +394,10 @@ def _resolve(locals_: dict[str, Any], value: str) -> str:
     return value
 
 
-def test_platform_sets_every_production_setting_once() -> None:
-    platform = load_dir(MODULES / "platform").locals
-    plain = {key: _resolve(platform, value) for key, value in platform["plain_settings"].items()}
-    secret = platform["secret_settings"]
+def test_root_module_sets_every_production_setting_once() -> None:
+    root = load_dir(TERRAFORM).locals
+    plain = {key: _resolve(root, value) for key, value in root["plain_settings"].items()}
+    secret = root["secret_settings"]
     assert plain.keys() & secret.keys() == set()
     assert set(plain) == {name for name, is_secret in PRODUCTION_SETTINGS.items() if not is_secret}
     assert set(secret) == {name for name, is_secret in PRODUCTION_SETTINGS.items() if is_secret}
@@ -395,8 +409,8 @@ def test_platform_sets_every_production_setting_once() -> None:
 
 
 def test_flow_runs_and_serving_receive_the_settings() -> None:
-    platform = load_dir(MODULES / "platform")
-    modules, locals_ = platform.modules, platform.locals
+    root = load_dir(TERRAFORM)
+    modules, locals_ = root.modules, root.locals
     assert "local.plain_settings" in modules["flow_run"]["environment"]
     assert "local.serving_settings" in modules["serving"]["environment"]
     assert "local.plain_settings" in locals_["serving_settings"]
@@ -411,8 +425,8 @@ def _example(template: str) -> str:
 
 def test_generated_connection_urls_pass_the_production_validator() -> None:
     values = load_dir(MODULES / "secrets").locals["values"]
-    platform = load_dir(MODULES / "platform").locals
-    plain = {key: _resolve(platform, value) for key, value in platform["plain_settings"].items()}
+    root = load_dir(TERRAFORM).locals
+    plain = {key: _resolve(root, value) for key, value in root["plain_settings"].items()}
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         profile=Profile.PRODUCTION,

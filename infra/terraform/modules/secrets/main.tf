@@ -2,7 +2,7 @@
 # (encrypted with the environment key). ECS task definitions inject them as environment
 # variables by ARN; no credential is written into a task definition or an output.
 # The connection URLs embed the application role's password (alphanumeric, URL-safe)
-# and require TLS. To rotate: `terraform apply -replace=module.platform.module.secrets.random_password.<name>`,
+# and require TLS. To rotate: `terraform apply -replace=module.secrets.random_password.<name>`,
 # run the db-bootstrap task (database password) and force a new deployment of the services
 # (docs/deployment.md, "Rotate a credential").
 
