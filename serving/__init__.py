@@ -10,10 +10,12 @@ Modules:
 - `asgi`: the raw ASGI helpers of that path (`Answer`, body reading, sending);
 - `entity_lookup`: entity keys to feature rows (the online reader and its batcher);
 - `recording`: metrics and prediction-log records of answered requests, shadow scoring;
-- `schemas`: request validation (4xx naming the field), the error format, the
-  documented JSON shapes;
+- `validation`: request parsing and hand validation (a 4xx naming the field);
+- `errors`: the error format (`RequestError` and its JSON document);
+- `openapi_models`: the documented JSON shapes (pydantic, OpenAPI only);
 - `loader`: model slots (champion, challenger) in an immutable snapshot, registry
-  polling, download + digest check + warm-up + smoke test, atomic hot swap;
+  polling, download + digest check, atomic hot swap;
+- `smoke`: the warm-up and smoke test a version passes before it serves;
 - `batching`: micro-batching of concurrent requests' rows into one forward pass
   (and of entity keys into one online-store read);
 - `online_features`: entity mode, features from Feast's online store;

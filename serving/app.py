@@ -18,7 +18,7 @@ see `serving.service`). The FastAPI route of the same path exists for the OpenAP
 document and calls the same code.
 
 Errors are JSON documents `{"error": {...}, "request_id": ...}` (see
-`serving.schemas`); a bad request is always a 4xx naming the field, never a 500.
+`serving.errors`); a bad request is always a 4xx naming the field, never a 500.
 """
 
 from __future__ import annotations
@@ -39,17 +39,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlops.settings import Settings
 from serving.asgi import JSON, Answer, Receive, Scope, Send, new_request_id
 from serving.auth import admin_dependency, admin_scheme, api_key_dependency, api_key_scheme
-from serving.schemas import (
+from serving.errors import FieldIssue, RequestError
+from serving.openapi_models import (
     ERROR_RESPONSES,
     FeedbackRequest,
     FeedbackResponse,
-    FieldIssue,
     PredictRequest,
     PredictResponse,
-    RequestError,
-    parse_json,
 )
 from serving.service import PREDICT_PATH, PredictionService
+from serving.validation import parse_json
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from serving.schemas import RequestError
+from serving.errors import RequestError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from mlops.settings import Settings
-from serving.schemas import RequestError
+from serving.errors import RequestError
 
 API_KEY_HEADER = "x-api-key"
 

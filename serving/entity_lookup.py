@@ -17,10 +17,11 @@ from typing import Any
 from mlops.errors import FeatureStoreError
 from mlops.settings import Settings
 from serving.batching import MicroBatcher
+from serving.errors import FieldIssue, RequestError
 from serving.loader import LoadedModel
 from serving.metrics import ServingMetrics
 from serving.online_features import OnlineFeatureReader
-from serving.schemas import FieldIssue, PredictInput, RequestError, validate_entities
+from serving.validation import PredictInput, validate_entities
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ in flight: the old model keeps answering the requests that started with it.
 1. reads the `champion` / `challenger` aliases and the rollout state from the registry;
 2. for an alias that moved, downloads the version, loads it with its recorded digest
    (`artifact.sha256` tag; a mismatch raises `ArtifactIntegrityError`), warms it and
-   smoke-tests it on reference rows (the logged input example plus an all-null row);
+   smoke-tests it on reference rows (`serving.smoke`: the logged input example, an
+   all-null row and a row of unseen categories);
 3. swaps the snapshot. A version that fails any step is refused and remembered (not
    retried until its alias moves again or a reload is forced); the current model keeps
    serving. A promotion (the challenger becomes champion) reuses the loaded object.
@@ -22,12 +23,10 @@ All registry and loading work runs in threads; the event loop only swaps referen
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from mlops.errors import ArtifactIntegrityError, PipelineError
+from mlops.errors import ArtifactIntegrityError
 from mlops.registry.client import (
     CHALLENGER,
     CHAMPION,
@@ -48,26 +47,18 @@ from mlops.registry.client import (
 )
 from mlops.rollout.state import RolloutState, Variant, read_rollout
 from mlops.settings import Settings
-from quantization.schemes import BATCH_DEPENDENT
 from quantization.served import ServedModel, load_served_model, scheme_of
 from serving.batching import MicroBatcher
 from serving.metrics import ServingMetrics
 from serving.online_features import FEATURES_SERVICE_TAG
-from serving.schemas import InputSchema
+from serving.smoke import reference_rows, smoke_test
+from serving.validation import InputSchema
 
 logger = logging.getLogger(__name__)
 
-INPUT_EXAMPLE = "input_example.json"
-"""The rows MLflow logged with the pyfunc model: the first reference rows of the smoke test."""
-WARM_BATCH_SIZES = (1, 8, 64, 256)
-SMOKE_TOLERANCE = 1e-4
 INLINE_ROWS = 32
 """Batches up to this size run on the event loop (well under a millisecond), larger ones on
 the model's thread (see `serving.batching`)."""
-
-
-class ModelRefused(PipelineError):
-    """A model version failed to load or its smoke test; the current model keeps serving."""
 
 
 Row = Mapping[str, Any]
@@ -474,71 +465,3 @@ def entity_of(model: ServedModel) -> str | None:
 
     inner = model.model if isinstance(model, QuantizedModel) else model
     return inner.roles.entity if isinstance(inner, TabularModel) else None
-
-
-def reference_rows(root: Path, model: ServedModel) -> list[dict[str, Any]]:
-    """Rows to smoke-test on: the logged input example (if any), an all-null row, and a row
-    of unseen categories."""
-    schema = model.schema
-    rows: list[dict[str, Any]] = []
-    for path in sorted(root.rglob(INPUT_EXAMPLE))[:1]:
-        try:
-            document = json.loads(path.read_text())
-            columns = list(document["columns"])
-            for values in document["data"]:
-                row = dict(zip(columns, values, strict=True))
-                rows.append({name: row.get(name) for name in schema.columns})
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring unreadable input example %s: %s", path, exc)
-    rows.append(dict.fromkeys(schema.columns))
-    unseen: dict[str, Any] = dict.fromkeys(schema.numeric, 0.0)
-    unseen.update(dict.fromkeys(schema.categorical, "\x00never-seen"))
-    rows.append(unseen)
-    return rows
-
-
-def smoke_test(model: ServedModel, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Score the rows in one batch and one by one (this warms the model too).
-
-    Probabilities must be finite, within [0, 1], sum to 1, and not depend on the batch
-    (micro-batching relies on it; see `quantization.schemes.BATCH_DEPENDENT`). Returns
-    the number of rows checked.
-
-    Raises:
-        ModelRefused: any check fails, or scoring raises.
-    """
-    n_classes = len(model.classes)
-    try:
-        batch = model.predict_proba_arrays(model.preprocessor.transform_records(rows))
-        single = [
-            model.predict_proba_arrays(model.preprocessor.transform_records([row]))[0]
-            for row in rows
-        ]
-        for size in WARM_BATCH_SIZES:
-            repeated = [rows[i % len(rows)] for i in range(size)]
-            model.predict_proba_arrays(model.preprocessor.transform_records(repeated))
-    except Exception as exc:
-        raise ModelRefused(f"smoke test: scoring reference rows raised {exc!r}") from exc
-    if batch.shape != (len(rows), n_classes):
-        raise ModelRefused(
-            f"smoke test: output shape {batch.shape}, expected ({len(rows)}, {n_classes})"
-        )
-    for i, probabilities in enumerate(batch.tolist()):
-        if not all(
-            math.isfinite(p) and -SMOKE_TOLERANCE <= p <= 1 + SMOKE_TOLERANCE for p in probabilities
-        ):
-            raise ModelRefused(f"smoke test: row {i} has probabilities {probabilities}")
-        if abs(sum(probabilities) - 1.0) > SMOKE_TOLERANCE:
-            raise ModelRefused(f"smoke test: row {i} probabilities sum to {sum(probabilities)}")
-        if (
-            max(abs(a - b) for a, b in zip(probabilities, single[i].tolist(), strict=True))
-            > SMOKE_TOLERANCE
-        ):
-            scheme = scheme_of(model)
-            why = (
-                f": {scheme.value} scores depend on the batch, serve another variant"
-                if scheme in BATCH_DEPENDENT
-                else ""
-            )
-            raise ModelRefused(f"smoke test: row {i} scores differently alone and in a batch{why}")
-    return len(rows)

@@ -19,7 +19,7 @@ from typing import Any
 
 from mlops.errors import FeatureStoreError
 from mlops.settings import Settings
-from serving.schemas import EntityType
+from serving.validation import EntityType
 
 logger = logging.getLogger(__name__)
 

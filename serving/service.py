@@ -3,7 +3,7 @@
 The hot path. `POST /v1/predict` is answered by `PredictionService.predict_asgi`, a
 plain ASGI handler (`serving.asgi`) that `serving.app.ServingApp` hands the request to
 before FastAPI's routing. It reads the body, parses it with orjson, validates it by
-hand (`serving.schemas`), reads entity keys' features if it was sent keys
+hand (`serving.validation`), reads entity keys' features if it was sent keys
 (`serving.entity_lookup`), routes each row (`serving.routing`), and awaits the rows'
 share of a micro-batch (`serving.batching`) on the model picked by the snapshot read
 at the start (`serving.loader`): a hot swap never touches a request in flight. The
@@ -35,15 +35,14 @@ from mlops.settings import Settings
 from serving.asgi import Answer, Receive, Scope, Send, new_request_id, read_body, send_answer
 from serving.auth import check_api_key
 from serving.entity_lookup import EntityLookup
+from serving.errors import RequestError, error_body
 from serving.loader import LoadedModel, ModelManager, ServingSnapshot
 from serving.metrics import ServingMetrics
 from serving.prediction_log import FeedbackRecord, PredictionLog, open_prediction_log
 from serving.recording import PredictionRecorder
 from serving.routing import route
-from serving.schemas import (
+from serving.validation import (
     PredictInput,
-    RequestError,
-    error_body,
     parse_json,
     split_predict,
     validate_feedback,

@@ -28,7 +28,7 @@ from mlops.settings import QuantizationSettings
 from mlops.synthetic import Scenario, generate
 from quantization import Scheme, VariantReport, evaluate_variant, passes, quantize
 from quantization.schemes import BATCH_DEPENDENT
-from serving.loader import ModelRefused, reference_rows, smoke_test
+from serving.smoke import ModelRefused, reference_rows, smoke_test
 
 logger = logging.getLogger(__name__)
 

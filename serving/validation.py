@@ -1,20 +1,11 @@
-"""Request parsing and validation, the error format, and the documented JSON shapes.
+"""Request parsing and hand validation: a malformed request becomes a 4xx naming the field.
 
 Requests are parsed with orjson and checked by hand against the served model's input
 schema rather than by a pydantic model: the checks name the exact field
 (`instances[3].amount`), know the model's features (which a static model cannot), and
-cost a few microseconds per row on the hot path. The pydantic models at the bottom
-document the same shapes in the OpenAPI schema.
-
-Every refusal is a `RequestError`, rendered as::
-
-    {"error": {"status": 422, "code": "wrong_type", "field": "instances[3].amount",
-               "message": "instances[3].amount: expected a number or null, got a string",
-               "issues": [{"field": "...", "code": "...", "message": "..."}, ...]},
-     "request_id": "..."}
-
-`issues` lists up to `MAX_ISSUES` problems of the request; `field` and `message` are
-the first one's.
+cost a few microseconds per row on the hot path. `serving.openapi_models` documents the
+same shapes in the OpenAPI schema (tests/unit/test_serving_openapi_agreement.py keeps
+the two in step); refusals are `serving.errors.RequestError`.
 """
 
 from __future__ import annotations
@@ -22,76 +13,16 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
-MAX_ISSUES = 20
+from serving.errors import MAX_ISSUES, FieldIssue, RequestError
+
 _LARGEST_INT = 2**53
 """Integers beyond this lose precision as floats; larger ones are refused."""
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FieldIssue:
-    """One problem of a request, at one field."""
-
-    field: str
-    code: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "code": self.code, "message": self.message}
-
-
-class RequestError(Exception):
-    """A request the service refuses: HTTP status, a stable code, the field at fault."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        issues: tuple[FieldIssue, ...] = (),
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.field = field
-        self.issues = issues or ((FieldIssue(field, code, message),) if field else ())
-        self.headers = dict(headers or {})
-        self.message = f"{field}: {message}" if field and not message.startswith(field) else message
-        super().__init__(self.message)
-
-    @classmethod
-    def from_issues(cls, status: int, issues: list[FieldIssue], more: int = 0) -> RequestError:
-        first = issues[0]
-        message = f"{first.field}: {first.message}"
-        if len(issues) > 1 or more:
-            message += f" (and {len(issues) - 1 + more} more)"
-        return cls(status, first.code, message, first.field, tuple(issues))
-
-    def body(self, request_id: str | None) -> bytes:
-        """The JSON error document."""
-        error: dict[str, object] = {
-            "status": self.status,
-            "code": self.code,
-            "message": self.message,
-            "field": self.field,
-            "issues": [issue.as_dict() for issue in self.issues],
-        }
-        return orjson.dumps({"error": error, "request_id": request_id})
-
-
-def error_body(status: int, code: str, message: str, request_id: str | None = None) -> bytes:
-    """An error document without a field (routing errors, server errors)."""
-    return RequestError(status, code, message).body(request_id)
 
 
 # --- JSON -----------------------------------------------------------------------------
@@ -242,25 +173,6 @@ def split_predict(document: Any, max_rows: int) -> tuple[PredictMode, list[Any]]
             mode,
         )
     return mode, items
-
-
-def validate_predict(document: Any, schema: InputSchema, max_rows: int) -> PredictInput:
-    """`split_predict`, then `validate_instances` (entity types unchecked beyond str/int).
-
-    Raises:
-        RequestError: see the two functions.
-    """
-    mode, items = split_predict(document, max_rows)
-    if mode == "instances":
-        return validate_instances(items, schema)
-    if schema.entity is None:
-        raise RequestError(
-            422,
-            "entities_unsupported",
-            "the served model names no entity: send feature rows in `instances`",
-            "entities",
-        )
-    return validate_entities(items, schema.entity, None)
 
 
 def validate_instances(items: list[Any], schema: InputSchema) -> PredictInput:
@@ -533,105 +445,3 @@ def validate_feedback(
     if issues:
         raise RequestError.from_issues(422, issues[:MAX_ISSUES], max(0, len(issues) - MAX_ISSUES))
     return out
-
-
-# --- documented shapes (OpenAPI) --------------------------------------------------------
-
-FeatureValue = float | str | None
-
-
-class PredictRequest(BaseModel):
-    """Either feature rows or entity keys (features then come from the online store)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    instances: list[dict[str, FeatureValue]] | None = Field(
-        default=None,
-        description="Feature rows: every feature of `GET /v1/models`' input schema, numbers "
-        "or null for numeric features, strings or null for categorical ones; the entity "
-        "key may be added (it makes routing sticky per entity).",
-        examples=[[{"amount": 42.5, "channel": "pos"}]],
-    )
-    entities: list[dict[str, str | int]] | None = Field(
-        default=None,
-        description='Entity keys, e.g. `[{"card_id": "card_000123"}]`.',
-    )
-
-
-class RowPrediction(BaseModel):
-    """One row's answer."""
-
-    prediction_id: str = Field(description="`<request_id>-<row>`: what feedback refers to.")
-    prediction: int | str = Field(description="The most probable class.")
-    probabilities: dict[str, float] = Field(description="Probability per class.")
-    model_version: str
-    variant: Literal["champion", "challenger"]
-    entity: str | int | None = None
-
-
-class PredictResponse(BaseModel):
-    """The answer to `POST /v1/predict`."""
-
-    request_id: str
-    model_name: str
-    predictions: list[RowPrediction]
-
-
-class FeedbackItem(BaseModel):
-    """A label that arrived after the prediction."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prediction_id: str
-    label: str | int
-
-
-class FeedbackRequest(BaseModel):
-    """Labels for earlier predictions."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    labels: list[FeedbackItem]
-
-
-class FeedbackResponse(BaseModel):
-    """How many labels were queued for the prediction log."""
-
-    accepted: int
-    request_id: str
-
-
-class IssueModel(BaseModel):
-    field: str
-    code: str
-    message: str
-
-
-class ErrorDetail(BaseModel):
-    status: int
-    code: str
-    message: str
-    field: str | None
-    issues: list[IssueModel]
-
-
-class ErrorResponse(BaseModel):
-    """Every 4xx/5xx answer of the service."""
-
-    error: ErrorDetail
-    request_id: str | None
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": description}
-    for code, description in (
-        (400, "Malformed JSON."),
-        (401, "Missing credentials."),
-        (403, "Wrong credentials."),
-        (404, "Unknown entity in the online store."),
-        (413, "Too many rows or too large a body."),
-        (415, "Not a JSON body."),
-        (422, "A field is missing, unknown, of the wrong type or not finite."),
-        (503, "No model loaded yet, or the online store is unavailable."),
-    )
-}

@@ -8,13 +8,15 @@ import orjson
 import pytest
 
 from serving.auth import check_admin, check_api_key
-from serving.schemas import (
+from serving.errors import RequestError
+from serving.validation import (
     InputSchema,
-    RequestError,
+    PredictInput,
     parse_json,
+    split_predict,
     validate_entities,
     validate_feedback,
-    validate_predict,
+    validate_instances,
 )
 from tests.serving_support import registry_settings
 
@@ -27,16 +29,23 @@ def row(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+def check_instances(document: Any, max_rows: int = 10) -> PredictInput:
+    """What `PredictionService.predict` does with a feature-rows document."""
+    mode, items = split_predict(document, max_rows)
+    assert mode == "instances"
+    return validate_instances(items, SCHEMA)
+
+
 def refused(body: bytes | Any, max_rows: int = 10) -> RequestError:
     document = parse_json(body) if isinstance(body, bytes) else body
     with pytest.raises(RequestError) as caught:
-        validate_predict(document, SCHEMA, max_rows)
+        check_instances(document, max_rows)
     return caught.value
 
 
 def test_valid_rows_pass_with_nulls_ints_and_the_entity() -> None:
     rows = [row(), row(amount=None, channel=None), row(card_id="card_1"), row(card_id=7)]
-    checked = validate_predict({"instances": rows}, SCHEMA, 10)
+    checked = check_instances({"instances": rows})
     assert checked.mode == "instances"
     assert checked.rows is rows
     assert checked.entities == [None, None, "card_1", 7]
