@@ -38,7 +38,7 @@ from mlops.drift.reference import (
     save_reference,
 )
 from mlops.drift.report import ColumnDrift, DriftReport, DriftStatus, PerformanceReport
-from mlops.drift.settings import DriftSettings
+from mlops.settings import DriftSettings
 
 __all__ = [
     "PERFORMANCE_ROWS",

@@ -37,7 +37,7 @@ from mlops.drift.performance import (
 from mlops.drift.reference import CategoricalReference, NumericReference, ReferenceStats
 from mlops.drift.reference import value_counts as count_values
 from mlops.drift.report import ColumnDrift, DriftReport, DriftStatus, PerformanceReport
-from mlops.drift.settings import DriftSettings
+from mlops.settings import DriftSettings
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mlops.drift.columns import DriftColumns
-from mlops.drift.settings import DriftSettings
+from mlops.settings import DriftSettings
 
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 _DRIFTED_COUNT = "evidently:metric_v2:DriftedColumnsCount"

@@ -13,7 +13,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from mlops import storage
 from mlops.errors import ConfigError, SourceError
 from mlops.monitoring import training_set_path
 from mlops.settings import Profile, Settings
@@ -33,6 +32,7 @@ from mlops.storage import (
     staging_file,
     write_text,
 )
+from mlops.storage import s3 as s3_backend
 
 BUCKET = "mlops-unit"
 REGION = "us-east-1"
@@ -46,11 +46,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_DEFAULT_REGION": REGION,
     }.items():
         monkeypatch.setenv(name, value)
-    storage._s3_client.cache_clear()  # clients made outside the mock would reach AWS
+    s3_backend._s3_client.cache_clear()  # clients made outside the mock would reach AWS
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         yield
-    storage._s3_client.cache_clear()
+    s3_backend._s3_client.cache_clear()
 
 
 @pytest.fixture
