@@ -32,7 +32,7 @@ locals {
   serving_url     = var.serving_hostname == null ? "https://${module.serving_alb.dns_name}" : "https://${var.serving_hostname}"
   secret          = module.secrets.secret_arns
 
-  # The production settings (mlops/settings.py): plain values and Secrets Manager ARNs.
+  # The production settings (mlops/settings/): plain values and Secrets Manager ARNs.
   # Every key is an environment variable of the flow-run and serving containers and
   # one output (outputs.tf; tests/unit/test_terraform.py keeps them in step).
   plain_settings = {

@@ -1,4 +1,4 @@
-# One output per production setting (mlops/settings.py, .env.example), named after its
+# One output per production setting (mlops/settings/, .env.example), named after its
 # environment variable in lower case: `mlops_s3_bucket` is MLOPS_S3_BUCKET. Settings
 # that hold a credential are outputs `<name>_secret_arn`: the Secrets Manager secret
 # whose value is the setting. The ECS task definitions already inject all of them;
