@@ -166,12 +166,13 @@ def _run_stages(
     patterns that stopped being true. Without a window the training set is all of it.
     """
     from flows.tuning import trial_runner, tune_model
+    from mlops.compression import quantization_tags
     from mlops.lineage import lineage_tags
     from mlops.tracking import start_parent_run
     from mlops.tuning import TuningData
     from tasks.features import build_training_set_task, materialize_features_task
     from tasks.ingest import ingest_batch_task
-    from tasks.quantization import quantization_tags, quantize_model_task
+    from tasks.quantization import quantize_model_task
     from tasks.training import quality_gate_task, register_model_task, train_candidate_task
     from tasks.validation import load_reference_profile_task, validate_batch_task
 

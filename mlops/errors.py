@@ -42,7 +42,3 @@ class QualityGateError(PipelineError):
 
 class RetentionError(QualityGateError):
     """A quantized variant kept too little of its fp32 parent's quality to be served."""
-
-
-class PromotionRejected(PipelineError):
-    """A canary rollout decided against the challenger."""

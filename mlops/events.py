@@ -26,6 +26,14 @@ def model_resource_id(model_name: str) -> str:
     return f"mlops.model.{model_name}"
 
 
-def dataset_resource_id(dataset: str) -> str:
-    """The Prefect resource id of a dataset: data-quality events carry this id."""
-    return f"mlops.dataset.{dataset}"
+def model_resource(model_name: str) -> dict[str, str]:
+    """The resource of an event about a registered model (its id and its name)."""
+    return {
+        "prefect.resource.id": model_resource_id(model_name),
+        "prefect.resource.name": model_name,
+    }
+
+
+def dataset_resource(dataset: str) -> dict[str, str]:
+    """The resource of an event about a dataset (data-quality events): its id and name."""
+    return {"prefect.resource.id": f"mlops.dataset.{dataset}", "prefect.resource.name": dataset}

@@ -3,7 +3,7 @@
 The file is cut along its row groups (parquet's own unit of independent reads) into
 partitions of about `rows_per_partition` rows; each partition is scored on its own by
 a registered model version (fp32 or quantized, loaded through
-`quantization.served.load_served_model` with its digest checked) and written as one
+`mlops.registry.client.load_registered_model` with its digest checked) and written as one
 part, `part-<index>.parquet`, holding the input's non-feature columns (ids, times) and
 one probability column per class (`p_<class>`, as the MLflow pyfunc returns them).
 
@@ -17,10 +17,8 @@ Both the input and the output may be local or in S3 (see `mlops.storage`).
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -30,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.errors import ConfigError
 from mlops.registry.client import (
     SHA_TAG,
-    download_artifact,
+    load_registered_model,
     registry_client,
     version_by_alias,
 )
@@ -45,7 +43,7 @@ from mlops.storage import (
     staging_file,
     write_text,
 )
-from quantization.served import ServedModel, load_served_model
+from quantization.served import ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -251,8 +249,8 @@ def load_scoring_model(model: ScoringModel, settings: Settings) -> ServedModel:
     with _MODELS_LOCK:
         if key not in _MODELS:
             client = registry_client(settings)
-            with tempfile.TemporaryDirectory(prefix="mlops-scoring-") as tmp:
-                folder = download_artifact(client, model.name, model.version, Path(tmp))
-                _MODELS[key] = load_served_model(folder, model.artifact_sha256)
+            _MODELS[key] = load_registered_model(
+                client, model.name, model.version, model.artifact_sha256
+            )
             logger.info("loaded %s v%s for scoring", model.name, model.version)
         return _MODELS[key]

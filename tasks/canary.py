@@ -7,28 +7,26 @@ Every state change goes through the rollout lock of the settings (compare-and-se
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from mlflow import MlflowClient
+import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from mlops.events import model_resource_id
-from mlops.registry.client import CHALLENGER, registry_client, version_by_alias
+from mlops.events import model_resource
+from mlops.registry.client import registry_client
 from mlops.rollout.audit import AuditTrail, audit_url
-from mlops.rollout.evidence import StageEvidence, compute_evidence
-from mlops.rollout.lock import RolloutLock
 from mlops.rollout.policy import (
     RolloutAction,
     RolloutDecision,
     decision_events,
     event_payload,
 )
-from mlops.rollout.state import RolloutState, read_rollout, start_rollout
-from mlops.rollout.stepper import step_rollout
-from mlops.settings import Settings, get_settings
+from mlops.rollout.state import RolloutState
+from mlops.rollout.stepper import start_challenger_rollout, step_model_rollout
+from mlops.settings import get_settings
 from serving.prediction_log import read_feedback, read_predictions
 from tasks.artifacts import artifact_key
 from tasks.retry import transient_only
@@ -44,21 +42,12 @@ def start_rollout_task(model_name: str, version: str | None) -> RolloutState:
     decided) is returned as it is, so a retried or repeated run never restarts one.
     """
     settings = get_settings()
-    client = registry_client(settings)
-    if version is None:
-        challenger = version_by_alias(client, model_name, CHALLENGER)
-        if challenger is None:
-            get_run_logger().info("model %s has no challenger: nothing to roll out", model_name)
-            return read_rollout(client, model_name)
-        version = str(challenger.version)
-    state = start_rollout(
-        client,
-        model_name,
-        version,
-        settings.rollout.stages,
-        max_duration_s=settings.rollout.max_duration_s,
-        lock=RolloutLock.for_settings(settings),
+    state, version = start_challenger_rollout(
+        registry_client(settings), model_name, version, settings
     )
+    if version is None:
+        get_run_logger().info("model %s has no challenger: nothing to roll out", model_name)
+        return state
     get_run_logger().info(
         "model %s v%s: rollout %s at stage %d (share %.2f%s)",
         model_name,
@@ -84,19 +73,12 @@ def step_rollout_task(model_name: str) -> tuple[RolloutState, RolloutDecision | 
     promotion, rollback or expiry emits its events.
     """
     settings = get_settings()
-    client = registry_client(settings)
-    audit = AuditTrail(audit_url(settings))
-    try:
-        step = step_rollout(
-            client,
-            model_name,
-            settings.rollout,
-            lambda state, now: _evidence(settings, client, state, now),
-            lock=RolloutLock.for_settings(settings),
-            audit=audit,
-        )
-    finally:
-        audit.close()
+
+    def read_traffic(model: str, since: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        predictions = read_predictions(settings, model_name=model, since=since)
+        return predictions, read_feedback(settings, since=since)
+
+    step = step_model_rollout(registry_client(settings), model_name, settings, read_traffic)
     decision, log = step.decision, get_run_logger()
     if decision is None:
         log.info("model %s: no active rollout (%s)", model_name, step.state.status.value)
@@ -122,29 +104,10 @@ def step_rollout_task(model_name: str) -> tuple[RolloutState, RolloutDecision | 
     for name in decision_events(decision):
         emit_event(
             event=name,
-            resource={
-                "prefect.resource.id": model_resource_id(model_name),
-                "prefect.resource.name": model_name,
-            },
+            resource=model_resource(model_name),
             payload=event_payload(decision),
         )
     return step.state, decision
-
-
-def _evidence(
-    settings: Settings, client: MlflowClient, state: RolloutState, now: datetime
-) -> StageEvidence:
-    """The evidence of a running rollout: its version's predictions and labels so far."""
-    assert state.challenger_version is not None
-    registered = client.get_model_version(state.model_name, state.challenger_version)
-    since = datetime.fromtimestamp(registered.creation_timestamp / 1000, tz=UTC)
-    return compute_evidence(
-        state,
-        read_predictions(settings, model_name=state.model_name, since=since),
-        read_feedback(settings, since=since),
-        now,
-        alpha=settings.rollout.alpha,
-    )
 
 
 @task(name="publish-rollout-history")

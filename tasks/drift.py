@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pandas as pd
 from prefect import task
@@ -23,60 +21,27 @@ from prefect.client.schemas.objects import StateType
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict
 
 from mlops.dataset_spec import DatasetSpec, FeatureSchema
-from mlops.drift import (
-    DriftReport,
-    ReferenceStats,
-    compute_drift,
-    load_or_build_reference,
-    write_evidently_report,
-)
-from mlops.errors import ConfigError
-from mlops.events import (
-    DRIFT_ALARM_HELD,
-    DRIFT_ALARM_OVERDUE,
-    DRIFT_DETECTED,
-    model_resource_id,
-)
+from mlops.drift import DriftReport, ReferenceStats, compute_drift
+from mlops.events import DRIFT_ALARM_HELD, DRIFT_ALARM_OVERDUE, DRIFT_DETECTED, model_resource
 from mlops.monitoring import (
-    build_reference_frame,
-    drift_columns,
+    Champion,
+    champion_reference,
     drift_payload,
     drift_reason,
+    find_champion,
+    hold_drift_alarm,
     labelled_window,
-    training_set_path,
+    write_drift_report,
 )
-from mlops.registry.client import CHAMPION, download_artifact, registry_client, version_by_alias
-from mlops.retraining import (
-    GuardDecision,
-    RetrainRequest,
-    RetrainTrigger,
-    hold_alarm,
-    is_alive,
-    oldest_waiting_alarm,
-    overdue_reason,
-    run_of_flow_run,
-)
+from mlops.registry.client import registry_client
+from mlops.retraining import GuardDecision, retraining_alive
 from mlops.rollout.state import read_rollout
 from mlops.settings import get_settings
-from quantization.served import load_served_model
 from serving.prediction_log import read_feedback, read_predictions
 from tasks.artifacts import artifact_key
 from tasks.retraining import expire_stale_retrainings
-
-
-class Champion(BaseModel):
-    """The version the monitor judges traffic against, and where its reference is cached."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    version: str
-    run_id: str
-    reference_id: str
-    cache_dir: str
 
 
 @task(name="load-drift-reference")
@@ -89,26 +54,8 @@ def load_reference_task(
         ConfigError: there is no champion, or its training set is gone.
     """
     settings = get_settings()
-    client = registry_client(settings)
-    version = version_by_alias(client, model_name, CHAMPION)
-    if version is None:
-        raise ConfigError(f"model {model_name!r} has no champion: nothing to monitor")
-    champion = Champion(
-        name=model_name,
-        version=str(version.version),
-        run_id=version.run_id or "",
-        reference_id=f"{model_name}-v{version.version}",
-        cache_dir=str(settings.home / "drift" / "references"),
-    )
-
-    reference = load_or_build_reference(
-        Path(champion.cache_dir),
-        champion.reference_id,
-        drift_columns(schema),
-        lambda: load_reference_frame(champion, spec),
-        decision_threshold=settings.drift.decision_threshold,
-    )
-    return champion, reference
+    champion = find_champion(settings, model_name)
+    return champion, champion_reference(settings, champion, spec, schema)
 
 
 @task(name="read-traffic-window")
@@ -155,19 +102,7 @@ def publish_report_task(
 
     Slow (seconds per column), so the monitor only writes it when it raises an alarm.
     """
-    settings = get_settings()
-    client = registry_client(settings)
-    reference = load_reference_frame(champion, spec)
-    columns = drift_columns(schema)
-    with tempfile.TemporaryDirectory(prefix="mlops-drift-") as tmp:
-        html = Path(tmp) / f"drift-{end:%Y%m%dT%H%M%S}.html"
-        write_evidently_report(reference, window, columns, html, settings.drift)
-        client.log_artifact(champion.run_id, str(html), "drift")
-    run = client.get_run(champion.run_id)
-    link = (
-        f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/"
-        f"{champion.run_id}/artifacts/drift/{html.name}"
-    )
+    link = write_drift_report(get_settings(), champion, spec, schema, window, end)
     create_link_artifact(
         key=artifact_key("drift-report", champion.name),
         link=link,
@@ -203,28 +138,20 @@ def hold_alarm_task(
     now = datetime.now(UTC)
     expire_stale_retrainings(champion.name, now=now, settings=settings)
     rollout = read_rollout(registry_client(settings), champion.name)
-    queued = retraining_in_flight(champion.name, now=now)
-    request = RetrainRequest(
-        trigger=RetrainTrigger.DRIFT,
-        reason=drift_reason(report),
-        drift_share=report.share_drifted,
-        drifted_features=report.drifted_columns,
-        onset=start,
-        window_start=start,
-        model_name=champion.name,
-    )
-    decision = hold_alarm(
-        request,
+    held = hold_drift_alarm(
         settings,
+        champion,
+        report,
+        start,
         now=now,
         rollout_active=rollout.holds_retraining(now),
-        retraining_queued=queued,
+        retraining_queued=retraining_in_flight(champion.name, now=now),
         run_id=None if flow_run.id is None else str(flow_run.id),
         quality_incident=quality_incident,
     )
-    if decision is None:
+    if held is None:
         return None
-    log = get_run_logger()
+    decision, log = held.decision, get_run_logger()
     log.warning(
         "drift detected for %s, alarm not raised (%s): %s",
         champion.name,
@@ -241,40 +168,12 @@ def hold_alarm_task(
         ),
         description=f"Drift alarm held: {decision.outcome.value}",
     )
-    oldest = oldest_waiting_alarm(settings, champion.name)
-    resource = {
-        "prefect.resource.id": model_resource_id(champion.name),
-        "prefect.resource.name": champion.name,
-    }
-    waiting_since = decision.decided_at if oldest is None else oldest.received_at
-    emit_event(
-        event=DRIFT_ALARM_HELD,
-        resource=resource,
-        payload={
-            "version": champion.version,
-            "reason": decision.reason,
-            "outcome": decision.outcome.value,
-            "key": decision.key,
-            "waiting_since": min(waiting_since, decision.decided_at).isoformat(),
-        },
-    )
-    overdue = (
-        None
-        if oldest is None
-        else overdue_reason(oldest, now, settings.retraining.max_alarm_wait_s)
-    )
-    if oldest is not None and overdue is not None:
-        log.warning("%s", overdue)
-        emit_event(
-            event=DRIFT_ALARM_OVERDUE,
-            resource=resource,
-            payload={
-                "version": champion.version,
-                "reason": overdue,
-                "oldest_key": oldest.key,
-                "waiting_s": round((now - oldest.received_at).total_seconds(), 3),
-            },
-        )
+    resource = model_resource(champion.name)
+    emit_event(event=DRIFT_ALARM_HELD, resource=resource, payload=held.held_payload())
+    overdue = held.overdue_payload()
+    if overdue is not None:
+        log.warning("%s", held.overdue)
+        emit_event(event=DRIFT_ALARM_OVERDUE, resource=resource, payload=overdue)
     return decision
 
 
@@ -309,21 +208,12 @@ def retraining_in_flight(model_name: str, *, now: datetime | None = None) -> str
         retrain = (run.parameters.get("params") or {}).get("retrain") or {}
         if retrain.get("model_name") not in (model_name, None):
             continue
-        if run.state_type is StateType.RUNNING and not _running_alive(
-            str(run.id), run.start_time or run.created, moment
+        if run.state_type is StateType.RUNNING and not retraining_alive(
+            get_settings(), str(run.id), run.start_time or run.created, moment
         ):
             continue
         return run.name
     return None
-
-
-def _running_alive(run_id: str, started: datetime | None, now: datetime) -> bool:
-    settings = get_settings()
-    limit = timedelta(seconds=settings.retraining.heartbeat_timeout_s)
-    if started is None or now - started <= limit:
-        return True
-    opened = run_of_flow_run(settings, run_id)
-    return opened is not None and is_alive(opened, now, settings.retraining)
 
 
 @task(name="raise-drift-alarm")
@@ -341,23 +231,8 @@ def raise_alarm_task(
     )
     emit_event(
         event=DRIFT_DETECTED,
-        resource={
-            "prefect.resource.id": model_resource_id(champion.name),
-            "prefect.resource.name": champion.name,
-        },
+        resource=model_resource(champion.name),
         payload=payload,
     )
     get_run_logger().warning("drift alarm for %s: %s", champion.name, payload["reason"])
     return payload
-
-
-def load_reference_frame(champion: Champion, spec: DatasetSpec) -> pd.DataFrame:
-    """The champion's scored training set, for the Evidently report (not cached)."""
-    settings = get_settings()
-    client = registry_client(settings)
-    tags = dict(client.get_model_version(champion.name, champion.version).tags or {})
-    path = training_set_path(tags, settings, spec.name)
-    with tempfile.TemporaryDirectory(prefix="mlops-champion-") as tmp:
-        folder = download_artifact(client, champion.name, champion.version, Path(tmp))
-        model = load_served_model(folder, tags.get("artifact.sha256"))
-        return build_reference_frame(model, path, spec).frame

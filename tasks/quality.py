@@ -18,7 +18,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from mlops.events import DATA_QUALITY_DEGRADED, ROLLOUT_PAUSED, model_resource_id
+from mlops.events import DATA_QUALITY_DEGRADED, ROLLOUT_PAUSED, model_resource
+from mlops.monitoring import Champion
 from mlops.quality import (
     DataQualityReport,
     IncidentChange,
@@ -38,7 +39,6 @@ from mlops.rollout.state import (
 from mlops.settings import get_settings
 from mlops.validation import ReferenceProfile
 from tasks.artifacts import artifact_key
-from tasks.drift import Champion
 from tasks.retry import transient_only
 
 PAUSE_PREFIX = "data-quality incident: "
@@ -116,10 +116,7 @@ def raise_quality_alarm_task(
     )
     emit_event(
         event=DATA_QUALITY_DEGRADED,
-        resource={
-            "prefect.resource.id": model_resource_id(champion.name),
-            "prefect.resource.name": champion.name,
-        },
+        resource=model_resource(champion.name),
         payload=payload,
         id=event_id,
     )
@@ -151,10 +148,7 @@ def pause_rollout_task(champion: Champion, reason: str) -> RolloutState | None:
         return None
     emit_event(
         event=ROLLOUT_PAUSED,
-        resource={
-            "prefect.resource.id": model_resource_id(champion.name),
-            "prefect.resource.name": champion.name,
-        },
+        resource=model_resource(champion.name),
         payload={
             "model_name": champion.name,
             "version": paused.challenger_version,

@@ -2,108 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
-
-from mlflow import MlflowClient
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
-from mlops.contracts import QuantizationResult, QuantizedVariant, TrainingResult
-from mlops.modeling import load_model, split_time_ordered
-from mlops.registry.client import download_model
-from mlops.registry.pyfunc import log_pyfunc_model
+from mlops.compression import quantize_candidate
+from mlops.contracts import QuantizationResult, TrainingResult
 from mlops.settings import get_settings
-from mlops.sources import read_frame
-from mlops.tracking import configure_tracking
-from mlops.tracking.mlflow_tracking import tracking_client
 from mlops.tuning import TuningData
-from quantization import Scheme, save_quantized
-from quantization.compress import comparison_markdown, compress_model, variant_summary
 from tasks.artifacts import artifact_key
-
-ARTIFACT_ROOT = "quantization"
 
 
 @task(name="quantize-model")
 def quantize_model_task(data: TuningData, training: TrainingResult) -> QuantizationResult:
-    """Make every variant, score it on the candidate's holdout, log all, choose one.
+    """Make every variant, score it on the candidate's holdout, log all, choose one
+    (`mlops.compression.quantize_candidate`); the comparison is shown as an artifact.
 
-    Every variant's artifact and figures go to the candidate's MLflow run (under
-    `quantization/<scheme>`); the chosen compressed variant is also logged as a model
-    of its own, which `register-model` registers. When none passes the retention gate
-    the fp32 candidate is the one registered.
+    When none passes the retention gate the fp32 candidate is the one registered.
     """
-    settings = get_settings()
-    configure_tracking(settings)
-    client = tracking_client(settings.resolved_tracking_uri)
-    run_id = training.mlflow_run_id
-    spec = data.spec
-    with tempfile.TemporaryDirectory(prefix="mlops-quantize-") as tmp:
-        folder = download_model(training.model_uri, Path(tmp) / "candidate")
-        model = load_model(folder, training.artifact_sha256)
-        splits = split_time_ordered(
-            read_frame(data.path),
-            spec,
-            holdout_fraction=data.holdout_fraction,
-            validation_fraction=data.validation_fraction,
-        )
-        compression = compress_model(
-            model, splits.train_and_valid, splits.holdout, spec, settings.quantization
-        )
-        variants: list[QuantizedVariant] = []
-        for report in compression.reports:
-            path = f"{ARTIFACT_ROOT}/{report.scheme.value}"
-            artifact = save_quantized(compression.variants[report.scheme], Path(tmp) / path)
-            client.log_artifacts(run_id, str(artifact.directory), path)
-            variant = variant_summary(
-                report,
-                passed=compression.passed(report),
-                artifact_sha256=artifact.sha256,
-                artifact_path=path,
-            )
-            variants.append(variant)
-            _log_figures(client, run_id, variant)
-        chosen = compression.chosen
-        if chosen.scheme is Scheme.FP32:
-            model_uri, sha = training.model_uri, training.artifact_sha256
-        else:
-            path = f"{ARTIFACT_ROOT}/{chosen.scheme.value}"
-            artifact = save_quantized(compression.variants[chosen.scheme], Path(tmp) / "chosen")
-            model_uri = log_pyfunc_model(
-                run_id,
-                artifact,
-                compression.variants[chosen.scheme],
-                splits.holdout,
-                name=f"model-{chosen.scheme.value}",
-            )
-            sha = artifact.sha256
-    policy = settings.quantization.policy.value
-    table = comparison_markdown(tuple(variants), chosen.scheme.value, compression.threshold, policy)
-    result = QuantizationResult(
-        scheme=chosen.scheme.value,
-        policy=policy,
-        threshold=compression.threshold,
-        bytes=chosen.artifact_bytes,
-        fp32_bytes=chosen.parent_artifact_bytes,
-        retention=chosen.retention,
-        model_uri=model_uri,
-        artifact_sha256=sha,
-        parent_run=run_id,
-        variants=tuple(variants),
-        duration_s=compression.seconds,
-    )
-    client.log_text(run_id, table, f"{ARTIFACT_ROOT}/comparison.md")
-    client.log_text(
-        run_id, json.dumps(result.model_dump(mode="json"), indent=2), f"{ARTIFACT_ROOT}/result.json"
-    )
-    client.set_tag(run_id, "quantization.scheme", result.scheme)
+    quantized = quantize_candidate(get_settings(), data, training)
+    result = quantized.result
     create_markdown_artifact(
-        key=artifact_key("quantization", spec.name),
-        markdown=table,
-        description=f"Quantized variants of MLflow run {run_id} on its holdout",
+        key=artifact_key("quantization", data.spec.name),
+        markdown=quantized.comparison,
+        description=f"Quantized variants of MLflow run {result.parent_run} on its holdout",
     )
     get_run_logger().info(
         "quantization: %s chosen (%d of %d fp32 bytes, retention %.4f)",
@@ -113,32 +35,3 @@ def quantize_model_task(data: TuningData, training: TrainingResult) -> Quantizat
         result.retention,
     )
     return result
-
-
-def quantization_tags(result: QuantizationResult) -> dict[str, str]:
-    """Registry tags naming the variant a version holds and what it kept of its parent."""
-    return {
-        "quantization.scheme": result.scheme,
-        "quantization.parent_run": result.parent_run,
-        "quantization.retention": f"{result.retention:.6f}",
-        "quantization.bytes": str(result.bytes),
-        "quantization.fp32_bytes": str(result.fp32_bytes),
-        "quantization.policy": result.policy,
-    }
-
-
-def _log_figures(client: MlflowClient, run_id: str, variant: QuantizedVariant) -> None:
-    """The variant's figures as run metrics (`quantization.<scheme>.<figure>`)."""
-    figures = {
-        "retention": variant.retention,
-        "bytes": float(variant.bytes),
-        "bytes_ratio": variant.bytes_ratio,
-        "agreement": variant.agreement,
-        "latency_1_ratio": variant.latency_1_ratio,
-        "latency_256_ratio": variant.latency_256_ratio,
-        "roc_auc": variant.metrics["roc_auc"],
-        "log_loss_delta": variant.log_loss_delta,
-        "passed": float(variant.passed),
-    }
-    for name, value in figures.items():
-        client.log_metric(run_id, f"quantization.{variant.scheme}.{name}", value)

@@ -18,54 +18,25 @@ from prefect.events import emit_event
 from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict
 
 from mlops.dataset_spec import DatasetSpec
-from mlops.errors import ConfigError
-from mlops.events import RETRAINING_EXPIRED, model_resource_id
-from mlops.quality import open_incident
+from mlops.events import RETRAINING_EXPIRED, model_resource
 from mlops.registry.client import registry_client
 from mlops.retraining import (
     AlarmRecord,
     ExpiredRun,
-    GuardDecision,
     RetrainRequest,
-    RetrainWindow,
-    RunStatus,
-    check_retrain,
-    count_new_rows,
-    expire_run,
+    expire_stale_runs,
+    expiry_payload,
     keep_beating,
-    load_window,
-    new_rows_since,
-    pending_alarms,
     recent_alarms,
     record_outcome,
-    retraining_window,
-    running_retrainings,
-    stale_reason,
-    trained_until,
-    window_batch_dir,
-    write_window_batch,
 )
+from mlops.retraining.planning import RetrainPlan, plan_retraining, retraining_request
 from mlops.rollout.state import read_rollout
 from mlops.settings import Settings, get_settings
 from tasks.artifacts import artifact_key, fmt_count
 from tasks.retry import transient_only
-
-
-class RetrainPlan(BaseModel):
-    """The guardrails' decision and, when it proceeds, the batch to train on."""
-
-    model_config = ConfigDict(frozen=True)
-
-    decision: GuardDecision
-    window: RetrainWindow
-    rows: int
-    """Rows of the landing folder inside the window."""
-    batch: str | None = None
-    """The window's rows as one immutable batch (set when the retraining proceeds)."""
-    batch_sha256: str | None = None
 
 
 @task(
@@ -77,67 +48,35 @@ class RetrainPlan(BaseModel):
 def check_retrain_guardrails_task(
     spec: DatasetSpec, request: RetrainRequest, quality_incident: str | None = None
 ) -> RetrainPlan:
-    """Build the retraining window from the landing folder and ask the guardrails.
+    """Plan the retraining (`mlops.retraining.planning.plan_retraining`): the window
+    from the landing folder, the guardrails' decision and, when it proceeds, the batch.
 
     Retrainings of the model the ledger says are running whose flow run is gone expire
     first (`expire_stale_retrainings`), so a dead run neither blocks this one nor hides
-    the alarms it held. The window reaches back to the drift onset of this request and
-    of every pending alarm it would take over. The decision is in the ledger before this
-    task returns; a retry of the same flow run gets the same decision back. An open
-    data-quality incident (`quality_incident`) holds the request as pending. Only rows
-    after the drift onset count as new (`new_rows_since`): with labels hours late, an
-    alarm waits for enough labelled rows of the new regime.
+    the alarms it held. The decision is in the ledger before this task returns; a retry
+    of the same flow run gets the same decision back.
     """
     settings = get_settings()
-    model = request.model_name or spec.name
-    if model != spec.name:
-        raise ConfigError(
-            f"retraining request for model {model!r}, but dataset spec {spec.name!r} "
-            "trains a model of its own name"
-        )
-    request = request.model_copy(update={"model_name": model})
+    request = retraining_request(spec, request)
     now = datetime.now(UTC)
-    expire_stale_retrainings(model, now=now)
-    rollout = read_rollout(registry_client(settings), model)
-    pending = pending_alarms(settings, model)
-    onsets = [moment for moment in (request.onset, *(a.onset for a in pending)) if moment]
-    onset = min(onsets) if onsets else None
-    window = retraining_window(
-        now, settings.retraining.window_days, onset=onset, start=request.window_start
-    )
-    frame = load_window(settings, spec, window)
-    since = new_rows_since(trained_until(settings, model), onset)
-    decision = check_retrain(
-        request,
+    expire_stale_retrainings(spec.name, now=now)
+    rollout = read_rollout(registry_client(settings), spec.name)
+    plan = plan_retraining(
         settings,
+        spec,
+        request,
         now=now,
         rollout_active=rollout.holds_retraining(now),
-        new_rows=count_new_rows(frame, spec, since),
-        window_start=window.start,
-        window_end=window.end,
         run_id=None if flow_run.id is None else str(flow_run.id),
-        quality_incident=quality_incident or open_incident(settings, model),
+        quality_incident=quality_incident,
     )
-    plan = RetrainPlan(decision=decision, window=window, rows=len(frame))
-    if decision.proceed:
-        batch = write_window_batch(frame, spec, window_batch_dir(settings, spec.name))
-        assert batch.path is not None, "a retraining proceeds only with new rows"
-        record_outcome(
-            settings,
-            decision.key,
-            RunStatus.RUNNING,
-            now=now,
-            rows=batch.rows,
-            batch_sha256=batch.sha256,
-            data_end=batch.data_end,
-        )
-        plan = plan.model_copy(update={"batch": str(batch.path), "batch_sha256": batch.sha256})
+    decision = plan.decision
     log = get_run_logger()
     (log.info if decision.proceed else log.warning)("retraining guardrails: %s", decision.reason)
     create_markdown_artifact(
         key=artifact_key("retraining-guardrails", spec.name),
         markdown=_guardrails_markdown(
-            request, plan, since, rollout.status.value, recent_alarms(settings, model)
+            request, plan, rollout.status.value, recent_alarms(settings, spec.name)
         ),
         description=f"Retraining guardrails: {decision.outcome.value}",
     )
@@ -200,53 +139,31 @@ def flow_run_gone(run_id: str) -> str | None:
 def expire_stale_retrainings(
     model_name: str, *, now: datetime | None = None, settings: Settings | None = None
 ) -> tuple[ExpiredRun, ...]:
-    """Expire the model's retrainings recorded as running whose process is gone.
-
-    A run is gone when its heartbeat is silent for longer than
-    `retraining.heartbeat_timeout_s` (or it started more than `max_run_s` ago), or when
-    Prefect says its flow run ended (Crashed, Cancelled, Failed, Completed without
-    recording an outcome) or no longer exists. Each is marked failed with the reason
-    (`mlops.retraining.expire_run`, compare-and-set), the alarms it held become pending
-    again, and `mlops.retraining.expired` is emitted about the model.
+    """Expire the model's retrainings recorded as running whose process is gone
+    (`mlops.retraining.expire_stale_runs`: a silent heartbeat, or Prefect says its flow
+    run ended or no longer exists, `flow_run_gone`), and emit
+    `mlops.retraining.expired` about the model for each.
     """
-    settings = settings or get_settings()
-    moment = now or datetime.now(UTC)
-    cfg = settings.retraining
-    expired: list[ExpiredRun] = []
-    for run in running_retrainings(settings, model_name):
-        reason = stale_reason(
-            run, moment, heartbeat_timeout_s=cfg.heartbeat_timeout_s, max_run_s=cfg.max_run_s
-        )
-        if reason is None and run.run_id:
-            reason = flow_run_gone(run.run_id)
-        if reason is None:
-            continue
-        done = expire_run(settings, run.key, reason, now=moment)
-        if done is None:  # it ended meanwhile, or another process expired it
-            continue
+    expired = expire_stale_runs(
+        settings or get_settings(),
+        model_name,
+        now=now or datetime.now(UTC),
+        flow_run_gone=flow_run_gone,
+    )
+    for done in expired:
         emit_event(
             event=RETRAINING_EXPIRED,
-            resource={
-                "prefect.resource.id": model_resource_id(model_name),
-                "prefect.resource.name": model_name,
-            },
-            payload={
-                "key": run.key,
-                "run_id": run.run_id,
-                "reason": reason,
-                "started_at": run.started_at.isoformat(),
-                "reopened": list(done.reopened),
-            },
+            resource=model_resource(model_name),
+            payload=expiry_payload(done),
         )
         _log().warning(
             "retraining %s of %s expired: %s; alarms pending again: %s",
-            run.key,
+            done.run.key,
             model_name,
-            reason,
+            done.reason,
             ", ".join(done.reopened) or "none",
         )
-        expired.append(done)
-    return tuple(expired)
+    return expired
 
 
 def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -258,13 +175,9 @@ def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 def _guardrails_markdown(
-    request: RetrainRequest,
-    plan: RetrainPlan,
-    since: datetime | None,
-    rollout: str,
-    history: tuple[AlarmRecord, ...],
+    request: RetrainRequest, plan: RetrainPlan, rollout: str, history: tuple[AlarmRecord, ...]
 ) -> str:
-    decision, cfg = plan.decision, get_settings().retraining
+    decision, cfg, since = plan.decision, get_settings().retraining, plan.new_rows_since
     verdict = "retraining" if decision.proceed else f"no retraining ({decision.outcome.value})"
     features = ", ".join(f"`{name}`" for name in request.drifted_features) or "-"
     lines = [

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import tempfile
-import time
-from pathlib import Path
-
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from mlops.candidate import score_stored_model, train_candidate
+from mlops.candidate import judge_candidate, train_and_log_candidate
 from mlops.contracts import GateDecision, ModelVersionRef, QuantizationResult, TrainingResult
-from mlops.events import MODEL_REGISTERED, model_resource_id
+from mlops.events import MODEL_REGISTERED, model_resource
 from mlops.lineage import lineage_key
-from mlops.modeling import EpochRecord, save_model, split_time_ordered
-from mlops.modeling.evaluate import confusion, roc_curve_points
-from mlops.modeling.plots import confusion_figure, learning_curves_figure, roc_figure
-from mlops.registry.client import (
-    CHAMPION,
-    LINEAGE_KEY_TAG,
-    download_artifact,
-    register_challenger,
-    registry_client,
-    version_by_alias,
-)
-from mlops.registry.gate import quality_gate
-from mlops.registry.pyfunc import log_pyfunc_model
+from mlops.registry.client import register_challenger, registry_client
 from mlops.settings import get_settings
-from mlops.sources import read_frame
-from mlops.tracking import TrialTracker, configure_tracking, log_figure, log_study_plots
-from mlops.tracking.mlflow_tracking import tracking_client
-from mlops.tuning import StudySummary, TuningData, best_trial_summary, open_study, run_trials
-from mlops.tuning.study import ATTR_HISTORY
+from mlops.tracking import TrialTracker
+from mlops.tuning import StudySummary, TuningData, open_study, run_trials
+from mlops.tuning.report import summarize_study
 from tasks.artifacts import artifact_key
 from tasks.retry import transient_only
 
@@ -62,20 +44,7 @@ def run_trials_task(
 @task(name="summarize-study")
 def summarize_study_task(study_name: str, parent_run_id: str, dataset: str) -> StudySummary:
     """The best trial and a leaderboard; the Optuna plots go to the parent MLflow run."""
-    settings = get_settings()
-    study = open_study(study_name, settings)
-    summary = best_trial_summary(study)
-    client = tracking_client(settings.resolved_tracking_uri)
-    log_study_plots(parent_run_id, study, client=client)
-    best = study.best_trial
-    curve = [EpochRecord(**epoch) for epoch in best.user_attrs.get(ATTR_HISTORY, [])]
-    if curve:
-        log_figure(
-            parent_run_id,
-            learning_curves_figure(curve, summary.best_epoch),
-            "evaluation/learning_curves_best_trial.png",
-            client=client,
-        )
+    summary = summarize_study(get_settings(), study_name, parent_run_id)
     create_table_artifact(
         key=artifact_key("hpo-leaderboard", dataset),
         table=[
@@ -102,50 +71,7 @@ def train_candidate_task(
     data: TuningData, study: StudySummary, parent_run_id: str
 ) -> TrainingResult:
     """Refit the best configuration, score it on the holdout, log it to MLflow."""
-    started = time.perf_counter()
-    settings = get_settings()
-    configure_tracking(settings)
-    candidate = train_candidate(data, study)
-    client = tracking_client(settings.resolved_tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
-        artifact = save_model(candidate.model, Path(tmp) / "model")
-        model_uri = log_pyfunc_model(parent_run_id, artifact, candidate.model, candidate.holdout)
-    metrics = candidate.metrics.model_dump()
-    baseline = candidate.baseline.model_dump()
-    for name, value in metrics.items():
-        client.log_metric(parent_run_id, f"holdout_{name}", value)
-    for name, value in baseline.items():
-        client.log_metric(parent_run_id, f"baseline_{name}", value)
-    for name, value in study.best_params.model_dump().items():
-        client.log_param(parent_run_id, f"best_{name}", str(value))
-    classes = candidate.model.classes
-    log_figure(
-        parent_run_id,
-        confusion_figure(confusion(candidate.model, candidate.holdout, data.spec), classes),
-        "evaluation/confusion_matrix.png",
-        client=client,
-    )
-    log_figure(
-        parent_run_id,
-        roc_figure(roc_curve_points(candidate.model, candidate.holdout, data.spec)),
-        "evaluation/roc.png",
-        client=client,
-    )
-    result = TrainingResult(
-        dataset=data.spec.name,
-        mlflow_run_id=parent_run_id,
-        experiment=str(client.get_run(parent_run_id).info.experiment_id),
-        study_name=study.study_name,
-        best_trial=study.best_trial_number,
-        params=study.best_params.model_dump(),
-        epochs=candidate.epochs,
-        metrics=metrics,
-        baseline_metrics=baseline,
-        model_uri=model_uri,
-        artifact_sha256=artifact.sha256,
-        training_set_sha256=data.sha256,
-        duration_s=time.perf_counter() - started,
-    )
+    result = train_and_log_candidate(get_settings(), data, study, parent_run_id)
     _publish_evaluation(result)
     return result
 
@@ -153,32 +79,7 @@ def train_candidate_task(
 @task(name="quality-gate")
 def quality_gate_task(data: TuningData, training: TrainingResult) -> GateDecision:
     """Beat the baseline, and do not lose to the champion on the same holdout rows."""
-    settings = get_settings()
-    client = registry_client(settings)
-    champion = version_by_alias(client, data.spec.name, CHAMPION)
-    champion_metrics = None
-    same_lineage = champion is not None and (champion.tags or {}).get(
-        LINEAGE_KEY_TAG
-    ) == lineage_key(training)
-    if champion is not None and not same_lineage:
-        holdout = split_time_ordered(
-            read_frame(data.path),
-            data.spec,
-            holdout_fraction=data.holdout_fraction,
-            validation_fraction=data.validation_fraction,
-        ).holdout
-        sha = (champion.tags or {}).get("artifact.sha256", "")
-        with tempfile.TemporaryDirectory(prefix="mlops-champion-") as tmp:
-            folder = download_artifact(client, data.spec.name, str(champion.version), Path(tmp))
-            champion_metrics = score_stored_model(folder, sha, holdout, data).model_dump()
-    decision = quality_gate(
-        training.metrics,
-        training.baseline_metrics,
-        champion_metrics,
-        settings.gate,
-        champion_version=None if champion is None else str(champion.version),
-        champion_is_candidate=same_lineage,
-    )
+    decision = judge_candidate(get_settings(), data, training)
     log = get_run_logger()
     (log.info if decision.passed else log.warning)("quality gate: %s", decision.reason)
     create_markdown_artifact(
@@ -219,10 +120,7 @@ def register_model_task(
     get_run_logger().info("registered %s v%s %s", ref.name, ref.version, list(ref.aliases))
     emit_event(
         event=MODEL_REGISTERED,
-        resource={
-            "prefect.resource.id": model_resource_id(ref.name),
-            "prefect.resource.name": ref.name,
-        },
+        resource=model_resource(ref.name),
         payload={
             "version": ref.version,
             "aliases": list(ref.aliases),

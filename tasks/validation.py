@@ -18,7 +18,7 @@ from prefect.states import Failed, State
 from mlops.contracts import DatasetRef, ValidationReport, Verdict
 from mlops.dataset_spec import DatasetSpec
 from mlops.errors import DataValidationError
-from mlops.events import BATCH_QUARANTINED, dataset_resource_id
+from mlops.events import BATCH_QUARANTINED, dataset_resource
 from mlops.settings import RowPolicy, get_settings
 from mlops.sources import read_batch
 from mlops.validation import (
@@ -119,10 +119,7 @@ def announce_quarantine(report: ValidationReport) -> dict[str, object]:
     )
     emit_event(
         event=BATCH_QUARANTINED,
-        resource={
-            "prefect.resource.id": dataset_resource_id(report.dataset),
-            "prefect.resource.name": report.dataset,
-        },
+        resource=dataset_resource(report.dataset),
         payload=payload,
         id=event_id,
     )

@@ -8,6 +8,7 @@ data finds the version it registered before instead of adding a duplicate.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -20,6 +21,7 @@ from mlops.errors import ArtifactIntegrityError
 from mlops.modeling.artifact import MODEL_JSON
 from mlops.settings import Settings
 from mlops.tracking.mlflow_tracking import configure_artifact_access
+from quantization.served import ServedModel, load_served_model
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,36 @@ def download_model(uri: str, destination: Path) -> Path:
     if not found:
         raise ArtifactIntegrityError(f"{uri} holds no {MODEL_JSON}: not a model of ours")
     return found[0].parent
+
+
+def load_logged_model(uri: str, sha256: str | None) -> ServedModel:
+    """Download a logged model (`models:/...`, `runs:/...`, a version's download URI, a
+    local folder), check its artifact against `sha256` and load it (fp32 or quantized).
+
+    The files are read into memory from a temporary folder, removed on return.
+
+    Raises:
+        ArtifactIntegrityError: no digest to check (`sha256` missing or empty), no model
+            artifact of ours at `uri`, a digest other than `sha256`, or malformed content.
+    """
+    if not sha256:
+        raise ArtifactIntegrityError(f"{uri} has no {SHA_TAG} to verify: refusing to load it")
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+        return load_served_model(download_model(uri, Path(tmp)), sha256)
+
+
+def load_registered_model(
+    client: MlflowClient, name: str, version: str, sha256: str | None
+) -> ServedModel:
+    """Download registered version `version` of `name`, check it against `sha256` (its
+    `artifact.sha256` tag) and load it.
+
+    Raises:
+        ArtifactIntegrityError: as `load_logged_model`.
+    """
+    if not sha256:
+        raise ArtifactIntegrityError(f"{name} v{version} has no {SHA_TAG} tag to verify")
+    return load_logged_model(client.get_model_version_download_uri(name, version), sha256)
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:

@@ -5,14 +5,21 @@ guardrails (data-quality incident, running or stale, cooldown, debounce, rollout
 progress, minimum new data); `ledger` keeps them in SQL; `guardrails` applies the rules
 to the ledger (`check_retrain` for a retraining, `hold_alarm` for the drift monitor);
 `heartbeat` beats a running retraining's row so a killed worker's run expires
-(`expire_run`); `window` chooses the rows the retrained model learns from and writes
-them as one immutable batch.
+(`expire_stale_runs`); `window` chooses the rows the retrained model learns from and
+writes them as one immutable batch; `planning` (imported on its own: it reads
+`mlops.quality`) puts window, guardrails and batch together for a retraining run.
 """
 
 from __future__ import annotations
 
 from mlops.retraining.guardrails import check_retrain, hold_alarm
-from mlops.retraining.heartbeat import keep_beating
+from mlops.retraining.heartbeat import (
+    FlowRunGone,
+    expire_stale_runs,
+    expiry_payload,
+    keep_beating,
+    retraining_alive,
+)
 from mlops.retraining.ledger import (
     beat,
     expire_run,
@@ -54,6 +61,7 @@ from mlops.retraining.window import (
 __all__ = [
     "AlarmRecord",
     "ExpiredRun",
+    "FlowRunGone",
     "GuardDecision",
     "GuardOutcome",
     "RetrainRequest",
@@ -69,6 +77,8 @@ __all__ = [
     "count_new_rows",
     "new_rows_since",
     "expire_run",
+    "expire_stale_runs",
+    "expiry_payload",
     "hold_alarm",
     "is_alive",
     "keep_beating",
@@ -81,6 +91,7 @@ __all__ = [
     "recent_alarms",
     "record_outcome",
     "retrain_runs",
+    "retraining_alive",
     "retraining_window",
     "run_of_flow_run",
     "running_retrainings",

@@ -20,8 +20,9 @@ redelivered event is recognised and never counted twice, and a retried flow run 
 its own earlier decision back.
 
 A retraining recorded as running whose process is gone (silent heartbeat, or its
-Prefect flow run ended: `tasks.retraining.expire_stale_retrainings` asks) is marked
-failed by `ledger.expire_run`, which reopens the alarms it held.
+Prefect flow run ended: `tasks.retraining.expire_stale_retrainings` asks Prefect) is
+marked failed by `heartbeat.expire_stale_runs` (`ledger.expire_run`), which reopens
+the alarms it held.
 """
 
 from __future__ import annotations

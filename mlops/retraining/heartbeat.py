@@ -4,6 +4,10 @@ A worker killed hard (OOM, SIGKILL, a lost machine) cannot record how its retrai
 ended; its row would say `running` until `max_run_s`. While the training process lives,
 `keep_beating` stamps the row every `heartbeat_interval_s`; silence for longer than
 `heartbeat_timeout_s` tells every other process the run is gone (`rules.stale_reason`).
+
+`expire_stale_runs` marks such runs failed (and the ones whose flow run the caller
+knows is gone), and `retraining_alive` tells whether a flow run still running for
+Prefect is still training by its ledger row.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from mlops.retraining.ledger import beat
+from mlops.retraining.ledger import beat, expire_run, run_of_flow_run, running_retrainings
+from mlops.retraining.models import ExpiredRun
+from mlops.retraining.rules import is_alive, stale_reason
 from mlops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,3 +64,63 @@ def keep_beating(
     finally:
         stop.set()
         thread.join(timeout=max(every, 5.0))
+
+
+FlowRunGone = Callable[[str], str | None]
+"""Why the flow run with this id no longer runs its retraining, or None (alive, or
+nobody can say): the orchestrator's answer, asked about a run whose heartbeat is fine."""
+
+
+def expire_stale_runs(
+    settings: Settings, model_name: str, *, now: datetime, flow_run_gone: FlowRunGone
+) -> tuple[ExpiredRun, ...]:
+    """Expire the model's retrainings recorded as running whose process is gone.
+
+    A run is gone when its heartbeat is silent for longer than
+    `retraining.heartbeat_timeout_s` (or it started more than `max_run_s` ago), or when
+    `flow_run_gone` names a reason for its flow run (ended without recording an
+    outcome, deleted). Each is marked failed with the reason (`ledger.expire_run`,
+    compare-and-set: a run that ended meanwhile, or that another process expired
+    first, is left out) and the alarms it held become pending again.
+    """
+    cfg = settings.retraining
+    expired: list[ExpiredRun] = []
+    for run in running_retrainings(settings, model_name):
+        reason = stale_reason(
+            run, now, heartbeat_timeout_s=cfg.heartbeat_timeout_s, max_run_s=cfg.max_run_s
+        )
+        if reason is None and run.run_id:
+            reason = flow_run_gone(run.run_id)
+        if reason is None:
+            continue
+        done = expire_run(settings, run.key, reason, now=now)
+        if done is not None:
+            expired.append(done)
+    return tuple(expired)
+
+
+def expiry_payload(expired: ExpiredRun) -> dict[str, object]:
+    """What `mlops.retraining.expired` carries about an expired run."""
+    return {
+        "key": expired.run.key,
+        "run_id": expired.run.run_id,
+        "reason": expired.reason,
+        "started_at": expired.run.started_at.isoformat(),
+        "reopened": list(expired.reopened),
+    }
+
+
+def retraining_alive(
+    settings: Settings, run_id: str, started: datetime | None, now: datetime
+) -> bool:
+    """Whether a flow run the orchestrator says is running still runs its retraining.
+
+    A killed worker's run stays Running on the server. Within
+    `retraining.heartbeat_timeout_s` of its start it is taken as alive (deciding takes
+    seconds); later only while the ledger row it opened is alive (training beats it).
+    """
+    limit = timedelta(seconds=settings.retraining.heartbeat_timeout_s)
+    if started is None or now - started <= limit:
+        return True
+    opened = run_of_flow_run(settings, run_id)
+    return opened is not None and is_alive(opened, now, settings.retraining)

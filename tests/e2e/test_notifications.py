@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from devstack.notifications_setup import ensure_notifications
 from mlops import events
-from mlops.events import dataset_resource_id, model_resource_id
+from mlops.events import dataset_resource, model_resource, model_resource_id
 from mlops.notifications import AUTOMATIONS_FILE, load_automations
 from mlops.settings import NotificationSettings
 from tests.polling import wait_for
@@ -60,10 +60,7 @@ def emit_loop_events(model: str, dataset: str, tag: str) -> None:
     for number, name in enumerate(MODEL_EVENTS, start=1):
         emit_event(
             event=name,
-            resource={
-                "prefect.resource.id": model_resource_id(model),
-                "prefect.resource.name": model,
-            },
+            resource=model_resource(model),
             payload={"version": str(number), "reason": f"{tag}: why {name}"},
         )
     # The monitor's next run while the incident lasts and the alarm waits: no new message.
@@ -71,18 +68,12 @@ def emit_loop_events(model: str, dataset: str, tag: str) -> None:
         if name in REPEATED_EVENTS:
             emit_event(
                 event=name,
-                resource={
-                    "prefect.resource.id": model_resource_id(model),
-                    "prefect.resource.name": model,
-                },
+                resource=model_resource(model),
                 payload={"version": str(number), "reason": f"{tag}: why {name}"},
             )
     emit_event(
         event=events.BATCH_QUARANTINED,
-        resource={
-            "prefect.resource.id": dataset_resource_id(dataset),
-            "prefect.resource.name": dataset,
-        },
+        resource=dataset_resource(dataset),
         payload={"version": "batch-sha", "reason": f"{tag}: why quarantined", "model": model},
     )
 
@@ -179,7 +170,7 @@ def test_each_event_and_failed_run_notifies_once(
     quarantine = received[events.BATCH_QUARANTINED][0]["json"]
     assert quarantine["version"] == "batch-sha"
     assert quarantine["reason"] == f"{tag}: why quarantined"
-    assert quarantine["resource"] == dataset_resource_id(dataset)
+    assert quarantine["resource"] == dataset_resource(dataset)["prefect.resource.id"]
     assert dataset in quarantine["what"]
     promoted = received[events.MODEL_PROMOTED][0]["json"]
     assert promoted["what"] == f"Model {model} version 1 was promoted to champion."

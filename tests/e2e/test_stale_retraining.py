@@ -199,7 +199,8 @@ def test_a_held_alarm_tells_people_and_an_old_one_is_overdue(
 
     from mlops.drift import DriftReport, DriftStatus
     from mlops.events import DRIFT_ALARM_HELD, DRIFT_ALARM_OVERDUE
-    from tasks.drift import Champion, hold_alarm_task
+    from mlops.monitoring import Champion
+    from tasks.drift import hold_alarm_task
 
     now = datetime.now(UTC)
     waiting = hold_alarm(alarm("d0"), ledger, now=now - timedelta(hours=30), rollout_active=True)

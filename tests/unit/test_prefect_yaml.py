@@ -29,7 +29,7 @@ from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 
 import mlops.events
 from devstack.localstack import quiet_prefect_file
-from mlops.events import DRIFT_DETECTED, MODEL_REGISTERED, model_resource_id
+from mlops.events import DRIFT_DETECTED, MODEL_REGISTERED, model_resource, model_resource_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -70,7 +70,7 @@ def received(name: str, payload: dict[str, Any], model: str = "card_fraud") -> R
         id=uuid.uuid4(),
         occurred=NOW,
         event=name,
-        resource={"prefect.resource.id": model_resource_id(model), "prefect.resource.name": model},
+        resource=model_resource(model),
         payload=payload,
     )
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import tasks.validation as validation_tasks
-from mlops.events import BATCH_QUARANTINED, dataset_resource_id
+from mlops.events import BATCH_QUARANTINED
 from mlops.settings import RowPolicy, Settings, get_settings
 from tests.unit.validation_frames import SPEC, ingest, make_frame, reference_profile
 
@@ -56,7 +56,7 @@ def test_a_rejected_batch_emits_the_quarantine_event(
     event = emitted[0]
     assert event["event"] == BATCH_QUARANTINED
     assert event["resource"] == {
-        "prefect.resource.id": dataset_resource_id("payments"),
+        "prefect.resource.id": "mlops.dataset.payments",
         "prefect.resource.name": "payments",
     }
     payload = event["payload"]
