@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from mlops.settings import Profile, Settings
+from mlops.timestamps import as_utc
 
 DEFAULT_TIMEOUT_S = 30.0
 """How long a SQLite connection waits for another writer before `database is locked`."""
@@ -281,11 +282,6 @@ def _database_identity(engine: Engine) -> object:
 
 
 # --------------------------------------------------------------------------- types
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Aware UTC (a naive time is taken to be UTC already)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -31,13 +31,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from mlops.timestamps import as_utc
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -220,7 +222,7 @@ def generate(
     """
     scenario = _parse_scenario(scenario)
     chosen = _check_arguments(scenario, rows, days, seed, defects)
-    start_utc = _as_utc(start)
+    start_utc = as_utc(start)
     if seed is None:
         seed = derive_seed(scenario, start_utc)
     rng = np.random.default_rng(seed)
@@ -239,7 +241,7 @@ def derive_seed(scenario: Scenario, start: datetime) -> int:
 
     A naive `start` is read as UTC, as in `generate`.
     """
-    return _stable_int(f"{Scenario(scenario).value}|{_as_utc(start).isoformat()}")
+    return _stable_int(f"{Scenario(scenario).value}|{as_utc(start).isoformat()}")
 
 
 def inject_defects(frame: pd.DataFrame, defects: Sequence[Defect], seed: int) -> pd.DataFrame:
@@ -288,10 +290,6 @@ def write_batch(frame: pd.DataFrame, out: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- arguments
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _stable_int(key: str) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +34,7 @@ from mlops.dataset_spec import DatasetSpec, FeatureSchema
 from mlops.errors import ConfigError, FeatureStoreError
 from mlops.settings import Settings
 from mlops.storage import Location, local_files, local_folder, locate, publish_file, staging_file
+from mlops.timestamps import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -307,10 +308,3 @@ def _write_atomically(table: pa.Table, path: Location) -> None:
     with staging_file(path) as partial:  # one per writer
         pq.write_table(table, partial)
         publish_file(partial, path, overwrite=True)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A datetime in UTC; a naive one is taken as UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

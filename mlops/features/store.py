@@ -38,12 +38,12 @@ from mlops.features.definitions import (
 )
 from mlops.features.offline import (
     TIMESTAMP_TYPE,
-    as_utc,
     event_time_range,
     feature_batches,
     offline_uri,
 )
 from mlops.settings import Settings
+from mlops.timestamps import as_utc
 
 logger = logging.getLogger(__name__)
 

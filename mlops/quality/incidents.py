@@ -40,10 +40,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Row
 
 from mlops import db
-from mlops.db import UTCDateTime, as_utc
+from mlops.db import UTCDateTime
 from mlops.quality.check import DataQualityReport, QualityStatus
 from mlops.retraining import ledger_url
 from mlops.settings import Settings
+from mlops.timestamps import as_utc
 
 logger = logging.getLogger(__name__)
 

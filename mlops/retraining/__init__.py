@@ -47,7 +47,6 @@ from mlops.retraining.rules import is_alive, overdue_reason, stale_reason
 from mlops.retraining.window import (
     RetrainWindow,
     WindowBatch,
-    as_utc,
     collect_window,
     count_new_rows,
     landing_batches,
@@ -70,7 +69,6 @@ __all__ = [
     "RetrainWindow",
     "RunStatus",
     "WindowBatch",
-    "as_utc",
     "beat",
     "check_retrain",
     "collect_window",

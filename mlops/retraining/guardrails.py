@@ -49,10 +49,10 @@ from mlops.retraining.models import (
     GuardDecision,
     GuardOutcome,
     RetrainRequest,
-    utc_or_none,
 )
 from mlops.retraining.rules import Facts, judge
 from mlops.settings import Settings
+from mlops.timestamps import utc_or_none
 
 logger = logging.getLogger(__name__)
 

@@ -52,10 +52,10 @@ from mlops.retraining.models import (
     RetrainRun,
     RetrainTrigger,
     RunStatus,
-    utc_or_none,
 )
 from mlops.retraining.rules import PENDING_OUTCOMES, is_pending
 from mlops.settings import Profile, Settings
+from mlops.timestamps import utc_or_none
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlops.retraining.window import as_utc
+from mlops.timestamps import utc_or_none
 
 
 class RetrainTrigger(StrEnum):
@@ -47,11 +47,6 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     FAILED = "failed"
     """Crashed, expired or refused before training: does not start a cooldown."""
-
-
-def utc_or_none(moment: datetime | None) -> datetime | None:
-    """`as_utc`, passing None through."""
-    return None if moment is None else as_utc(moment)
 
 
 class RetrainRequest(BaseModel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +25,7 @@ from mlops.dataset_spec import DatasetSpec
 from mlops.errors import ConfigError
 from mlops.settings import Settings
 from mlops.sources import read_batch, sha256_file
+from mlops.timestamps import as_utc
 
 _BATCH_SUFFIXES = (".parquet", ".pq", ".csv")
 
@@ -194,8 +195,3 @@ def count_new_rows(frame: pd.DataFrame, spec: DatasetSpec, since: datetime | Non
     if frame.empty or since is None:
         return len(frame)
     return int((frame[spec.timestamp] > as_utc(since)).sum())
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A timezone-aware UTC datetime (a naive one is read as UTC)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

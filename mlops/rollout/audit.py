@@ -28,10 +28,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from mlops import db
-from mlops.db import as_utc
 from mlops.rollout.evidence import SummaryValue
 from mlops.rollout.policy import RolloutDecision
 from mlops.settings import Settings
+from mlops.timestamps import as_utc
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mlops.settings import Settings
-from serving.prediction_log.records import SCHEMAS, TIMESTAMP, RecordKind, as_utc
+from mlops.timestamps import utc_or_none
+from serving.prediction_log.records import SCHEMAS, TIMESTAMP, RecordKind
 from serving.prediction_log.sinks import (
     FEEDBACK_TABLE,
     PREDICTIONS_TABLE,
@@ -125,8 +126,7 @@ def _read(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> pa.Table:
-    since = as_utc(since) if since is not None else None
-    until = as_utc(until) if until is not None else None
+    since, until = utc_or_none(since), utc_or_none(until)
     url = prediction_log_url(settings)
     if url is None:
         return _read_parquet(kind, settings.predictions_dir, model_name, since, until)

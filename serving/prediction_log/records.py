@@ -12,11 +12,13 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 import orjson
 import pyarrow as pa
+
+from mlops.timestamps import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +94,6 @@ SCHEMAS: dict[RecordKind, pa.Schema] = {
 }
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-
-
-def as_utc(ts: datetime) -> datetime:
-    """The same instant in UTC; a naive datetime is read as UTC already."""
-    if ts.tzinfo is None:
-        return ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
 
 
 def features_json(features: dict[str, object]) -> str:

@@ -20,6 +20,7 @@ from mlops import db
 from mlops.db import UTCDateTime
 from mlops.errors import ConfigError
 from mlops.settings import FeastSettings, Profile, Settings
+from mlops.timestamps import as_utc
 
 
 @pytest.fixture(autouse=True)
@@ -303,7 +304,7 @@ def test_utc_datetimes_are_stored_naive_and_read_back_aware(tmp_path: Path) -> N
         found = dict(conn.execute(select(table.c.id, table.c.at)).tuples().all())
     noon = datetime(2026, 3, 1, 12, tzinfo=UTC)
     assert found == {1: noon, 2: noon, 3: None}
-    assert db.as_utc(datetime(2026, 3, 1, 14, tzinfo=paris)) == noon
+    assert as_utc(datetime(2026, 3, 1, 14, tzinfo=paris)) == noon
 
 
 # --------------------------------------------------------------------------- PostgreSQL
