@@ -323,7 +323,7 @@ def _kill_a_retraining(loop: Loop) -> tuple[str, Any, set[str]]:
             if e["payload"]["run_id"] == run_id
         ],
         "mlops.retraining.expired on the server",
-        20,
+        60,  # a loaded SQLite server may answer an events query only after seconds
     )
     assert event["payload"]["key"] == key and event["payload"]["reason"] == expired.reason
     return run_id, expired, set(expired.reopened)
