@@ -32,7 +32,13 @@ from serving.oip import (
     model_metadata,
     server_metadata,
 )
-from serving.openapi_models import InferResponse, ModelMetadata, ServerMetadata, oip_errors
+from serving.openapi_models import (
+    INFER_ERRORS,
+    InferResponse,
+    ModelMetadata,
+    ServerMetadata,
+    oip_errors,
+)
 from serving.service import Incoming, PredictionService
 
 _READY: dict[int | str, dict[str, Any]] = {200: {"description": "True (empty body)."}}
@@ -92,7 +98,7 @@ def oip_router(service: PredictionService, require_key: list[Any]) -> APIRouter:
     }
     infer_doc: dict[str, Any] = {
         "response_model": InferResponse,
-        "responses": oip_errors(400, *_KEYED, 404, 413, 415, 500, 503),
+        "responses": INFER_ERRORS,
         "dependencies": require_key,
     }
 

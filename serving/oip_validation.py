@@ -230,10 +230,11 @@ def _elements(tensor: _Tensor) -> list[Any]:
         _unnest(data, shape, f"{tensor.where}.data", name, flat)
         return flat
     for j, value in enumerate(data):
-        if type(value) is list:
+        if type(value) is list or type(value) is dict:
             raise _refused(
                 f"{tensor.where}.data[{j}]",
-                f"input {name!r}: flat data holds values, not arrays (or nest every row)",
+                f"input {name!r}: flat data holds values, got {json_kind(value)} "
+                "(or nest every row)",
             )
     if len(data) != total:
         raise _refused(

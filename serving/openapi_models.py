@@ -245,7 +245,7 @@ def oip_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": OipErrorResponse, "description": _OIP_ERRORS[code]} for code in codes}
 
 
-_OIP_ERRORS = {
+_OIP_ERRORS: dict[int, str] = {
     400: "A malformed request: an input unknown, missing or given twice, a shape that does "
     "not fit the data, a wrong datatype, a value of another type or not finite (the message "
     "names the input and the row).",
@@ -257,3 +257,6 @@ _OIP_ERRORS = {
     500: "The model failed.",
     503: "No model loaded yet.",
 }
+
+INFER_ERRORS = oip_errors(400, 401, 403, 404, 413, 415, 500, 503)
+"""The documented refusals of `POST /v2/models/{name}[/versions/{version}]/infer`."""
