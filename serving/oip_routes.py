@@ -79,11 +79,11 @@ def oip_router(service: PredictionService, require_key: list[Any]) -> APIRouter:
         return Response(orjson.dumps(model_metadata(model, found, versions)), media_type=JSON)
 
     def model_ready(model: str, version: str | None) -> Response:
+        service.check_model(model)
         snapshot = service.manager.snapshot
         if snapshot.champion is None:
-            service.served(snapshot, model, None)  # another name: 404; else not ready
             return Response(status_code=400)
-        service.served(snapshot, model, version)
+        service.served(snapshot, model, version)  # 404 for a version not loaded here
         return Response(status_code=200 if service.ready else 400)
 
     metadata_doc: dict[str, Any] = {

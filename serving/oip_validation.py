@@ -26,26 +26,39 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from serving.errors import RequestError
 from serving.validation import InputSchema, PredictInput, json_kind, validate_instances
 
 TENSOR_INPUT = "numeric_features"
 """The name of the tensor form's `[rows, n_numeric]` input."""
-PROBABILITIES = "probabilities"
-PREDICTION = "prediction"
-MODEL_VERSION = "model_version"
-OUTPUTS = (PROBABILITIES, PREDICTION, MODEL_VERSION)
+OutputName = Literal["probabilities", "prediction", "model_version"]
+OUTPUTS: tuple[str, ...] = get_args(OutputName)
 """Every output, in the order a response lists them when none were requested."""
-
+PROBABILITIES, PREDICTION, MODEL_VERSION = OUTPUTS
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+DATATYPES: tuple[str, ...] = get_args(Datatype)
+"""The protocol's tensor data types (FP16 has no JSON form: it is refused as unsupported)."""
 INTEGER_RANGES = {
     **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
     **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
 }
 FLOATS = ("FP32", "FP64")
-DATATYPES = ("BOOL", *INTEGER_RANGES, "FP16", *FLOATS, "BYTES")
-"""The protocol's tensor data types (FP16 has no JSON form: it is refused as unsupported)."""
 
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.oip_validation import Datatype, OutputName
+
 FeatureValue = float | str | None
 
 
@@ -115,21 +117,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 Parameter = str | float | bool
 TensorValue = bool | float | str | None
-Datatype = Literal[
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-]
 
 
 class InferInputTensor(BaseModel):
@@ -163,7 +150,7 @@ class InferOutputRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Literal["probabilities", "prediction", "model_version"]
+    name: OutputName
     parameters: dict[str, Parameter] | None = Field(
         default=None, description="Ignored: outputs are always JSON."
     )
@@ -186,7 +173,7 @@ class InferRequest(BaseModel):
 class InferOutputTensor(BaseModel):
     """One output tensor of a response."""
 
-    name: Literal["probabilities", "prediction", "model_version"]
+    name: OutputName
     datatype: Literal["FP32", "INT64", "BYTES"]
     shape: list[int]
     data: list[float | int | str]

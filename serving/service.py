@@ -374,6 +374,19 @@ class PredictionService:
             )
         return self.manager.snapshot
 
+    def check_model(self, name: str) -> None:
+        """Refuse a model name this service does not serve.
+
+        Raises:
+            RequestError: 404.
+        """
+        if name != self.serving.model_name:
+            raise RequestError(
+                404,
+                "unknown_model",
+                f"unknown model {name!r}: this service serves {self.serving.model_name!r}",
+            )
+
     def served(
         self, snapshot: ServingSnapshot, name: str, version: str | None
     ) -> tuple[LoadedModel, LoadedModel]:
@@ -384,12 +397,7 @@ class PredictionService:
             RequestError: 404 for another model or a version not loaded here (champion or
                 challenger); 503 while no champion is loaded.
         """
-        if name != self.serving.model_name:
-            raise RequestError(
-                404,
-                "unknown_model",
-                f"unknown model {name!r}: this service serves {self.serving.model_name!r}",
-            )
+        self.check_model(name)
         champion = snapshot.champion
         if champion is None:
             raise RequestError(503, "not_ready", self.not_ready_reason())

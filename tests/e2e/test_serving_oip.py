@@ -24,11 +24,14 @@ from mlops.settings import Settings
 from tests.serving_support import (  # noqa: F401  (fixtures)
     API_KEY,
     SPEC,
+    ServerThread,
     Service,
     SmallModels,
     running_service,
     serving_models,
     serving_store,
+    unique_name,
+    with_serving,
 )
 
 KEY = {"X-API-Key": API_KEY}
@@ -272,6 +275,22 @@ def test_no_bad_inference_request_is_ever_a_500(service: Service) -> None:
         answer = infer_http(service, body)
         assert 400 <= answer.status_code < 500, (body[:60], answer.status_code, answer.text)
         assert isinstance(answer.json()["error"], str)
+
+
+def test_a_service_without_a_champion_is_alive_not_ready(serving_store: Settings) -> None:  # noqa: F811
+    name = unique_name("oip_empty")
+    with ServerThread(with_serving(serving_store, model_name=name)) as server:
+        url = f"{server.url}/v2"
+        assert httpx.get(f"{url}/health/live").status_code == 200
+        assert httpx.get(f"{url}/health/ready").status_code == 400
+        ready = httpx.get(f"{url}/models/{name}/ready")
+        assert (ready.status_code, ready.content) == (400, b"")
+        assert httpx.get(f"{url}/models/another/ready").status_code == 404
+        for answer in (
+            httpx.get(f"{url}/models/{name}"),
+            httpx.post(f"{url}/models/{name}/infer", json={"inputs": []}),
+        ):
+            assert answer.status_code == 503 and "no champion" in answer.json()["error"]
 
 
 def test_openapi_documents_the_v2_operations(service: Service) -> None:
