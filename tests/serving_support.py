@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -47,6 +47,9 @@ from mlops.registry.client import register_challenger, registry_client
 from mlops.rollout.lock import RolloutLock
 from mlops.rollout.state import RolloutState, read_rollout, write_rollout
 from mlops.settings import ServingSettings, Settings
+
+if TYPE_CHECKING:
+    from serving.app import ServingApp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC: DatasetSpec = load_spec(REPO_ROOT / "datasets" / "card_fraud.yaml")
@@ -236,8 +239,10 @@ class ServerThread:
 class Service:
     """The running service and what the tests need to talk to it."""
 
-    def __init__(self, url: str, settings: Settings, models: SmallModels) -> None:
+    def __init__(self, url: str, settings: Settings, models: SmallModels, app: ServingApp) -> None:
         self.url = url
+        self.app = app
+        """The app in this process (for its `service`)."""
         self.settings = settings
         self.name = settings.serving.model_name
         self.models = models
@@ -290,7 +295,7 @@ def running_service(store: Settings, models: SmallModels, prefix: str) -> Iterat
     register_model(settings, name, models, 1)  # v2: challenger
     with ServerThread(settings) as server:
         wait_ready(server.url)
-        yield Service(server.url, settings, models)
+        yield Service(server.url, settings, models, server.app)
 
 
 @contextlib.contextmanager

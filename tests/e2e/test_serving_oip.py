@@ -254,6 +254,21 @@ def test_unknown_models_versions_keys_and_sizes(
     assert caught.value.status() == "400" and "binary" in caught.value.message()
 
 
+def test_a_failing_model_is_a_500_in_the_protocols_words(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    champion = service.app.service.manager.snapshot.champion
+    assert champion is not None
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("weights on fire")
+
+    monkeypatch.setattr(champion.model, "predict_proba_arrays", broken)
+    answer = infer_http(service, orjson.dumps(good_document(service)))
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "the model failed: weights on fire"}
+
+
 def test_no_bad_inference_request_is_ever_a_500(service: Service) -> None:
     bodies = [
         b"null",
