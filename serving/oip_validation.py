@@ -16,8 +16,8 @@ scoring, the prediction log, metrics) is the `/v1/predict` path itself. Two form
 in `/v1`. A refusal is a `RequestError` (400, or 413 for too many rows) whose message
 names the input and the row, and whose field is the place in the document
 (`inputs[2].data[5]`); the service renders it as the protocol's `{"error": message}`.
-`serving.openapi_models` documents the same shapes (tests/unit/
-test_serving_openapi_agreement.py keeps the two in step).
+`serving.openapi_models` documents the same shapes (the agreement test,
+tests/unit/test_serving_openapi_agreement.py, keeps the two in step).
 """
 
 from __future__ import annotations
@@ -52,19 +52,19 @@ Datatype = Literal[
     "FP64",
     "BYTES",
 ]
-DATATYPES: tuple[str, ...] = get_args(Datatype)
+_DATATYPES: tuple[str, ...] = get_args(Datatype)
 """The protocol's tensor data types (FP16 has no JSON form: it is refused as unsupported)."""
-INTEGER_RANGES = {
+_INTEGER_RANGES = {
     **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
     **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
 }
-FLOATS = ("FP32", "FP64")
+_FLOATS = ("FP32", "FP64")
 
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
-_NUMERIC_TYPES = ("BOOL", *INTEGER_RANGES, *FLOATS)
-_ENTITY_TYPES = ("BYTES", *INTEGER_RANGES)
+_NUMERIC_TYPES = ("BOOL", *_INTEGER_RANGES, *_FLOATS)
+_ENTITY_TYPES = ("BYTES", *_INTEGER_RANGES)
 _INTEGERS = "an integer type (INT8 to INT64, UINT8 to UINT64)"
 _BINARY = "binary_data_size"
 
@@ -213,10 +213,10 @@ def _tensor(item: Any, where: str) -> _Tensor:
         raise _refused(
             f"{where}.datatype", f"input {name!r}: expected a string, got {json_kind(datatype)}"
         )
-    if datatype not in DATATYPES:
+    if datatype not in _DATATYPES:
         raise _refused(
             f"{where}.datatype",
-            f"input {name!r}: unknown datatype {datatype!r}; one of {', '.join(DATATYPES)}",
+            f"input {name!r}: unknown datatype {datatype!r}; one of {', '.join(_DATATYPES)}",
         )
     parameters = _parameters(item.get("parameters"), f"{where}.parameters")
     if _BINARY in parameters:
@@ -282,7 +282,7 @@ def _element_field(tensor: _Tensor, index: int) -> str:
         return f"{tensor.where}.data[{index}]"
     parts = []
     for size in reversed(tensor.shape):
-        index, at = divmod(index, size) if size else (index, 0)
+        index, at = divmod(index, size)
         parts.append(f"[{at}]")
     return f"{tensor.where}.data" + "".join(reversed(parts))
 
@@ -296,13 +296,13 @@ def _float_ok(value: Any) -> bool:
 
 def _checker(datatype: str) -> tuple[Callable[[Any], bool], str]:
     """A test of one value of `datatype` (null passes: a missing value), and its wording."""
-    if datatype in FLOATS:
+    if datatype in _FLOATS:
         return _float_ok, "a finite number or null"
     if datatype == "BOOL":
         return (lambda v: v is None or type(v) is bool), "a boolean or null"
     if datatype == "BYTES":
         return (lambda v: v is None or type(v) is str), "a string or null"
-    low, high = INTEGER_RANGES[datatype]
+    low, high = _INTEGER_RANGES[datatype]
     return (
         lambda v: v is None or (type(v) is int and low <= v <= high)
     ), f"an integer in [{low}, {high}] or null"
@@ -420,7 +420,7 @@ class _Columns:
 
     def _numeric_tensor(self, tensor: _Tensor) -> None:
         numeric = self.schema.numeric
-        if tensor.datatype not in FLOATS:
+        if tensor.datatype not in _FLOATS:
             raise _refused(
                 f"{tensor.where}.datatype",
                 f"input {tensor.name!r}: datatype FP32 or FP64, not {tensor.datatype}",
