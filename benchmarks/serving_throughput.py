@@ -22,7 +22,10 @@ Measured, per server:
   each request's scheduled send time (no coordinated omission): p50, p99; run three
   times, the run with the median p99 is reported (all three p99 are printed);
 * service only: `POST /v1/predict` by entity key (Feast online read included) in open
-  loop at 500 requests/s.
+  loop at 500 requests/s;
+* service only: `POST /v2/models/{name}/infer` (the Open Inference Protocol, one input
+  per feature), single-row requests at concurrency 1, 8 and 32 and in open loop at
+  500 requests/s, beside the same figures of `/v1/predict` (ratios printed).
 
 Targets (printed with the figures): single-row throughput at concurrency 32 >= 20x
 mlflow's and >= 1.5x the naive app's; p99 <= 10 ms at 500 req/s; entity-key p99
@@ -454,6 +457,25 @@ def single_bodies(setup: Setup, kind: str, count: int = 500) -> list[bytes]:
     return out
 
 
+def oip_bodies(setup: Setup, count: int = 500) -> list[bytes]:
+    """Single-row inference requests, one input per feature (numbers FP64, text BYTES)."""
+    import orjson
+
+    out = []
+    for row in setup.rows[:count]:
+        inputs = [
+            {
+                "name": name,
+                "shape": [1],
+                "datatype": "BYTES" if isinstance(value, str) else "FP64",
+                "data": [value],
+            }
+            for name, value in row.items()
+        ]
+        out.append(orjson.dumps({"inputs": inputs}))
+    return out
+
+
 def batch_bodies(setup: Setup, kind: str, size: int = 256, count: int = 4) -> list[bytes]:
     import orjson
 
@@ -473,6 +495,19 @@ def batch_bodies(setup: Setup, kind: str, size: int = 256, count: int = 4) -> li
     return out
 
 
+async def single_rows(
+    port: int, path: str, singles: list[bytes], seconds: float
+) -> dict[str, Result]:
+    """Single-row requests in closed loop at concurrency 1, 8 and 32."""
+    out: dict[str, Result] = {}
+    for concurrency in (1, 8, 32):
+        requests = [raw_post(port, path, body) for body in singles]
+        result = await closed_loop(port, requests, concurrency, seconds)
+        out[f"c{concurrency}"] = result
+        print(result.line(f"1 row, concurrency {concurrency}"), flush=True)
+    return out
+
+
 async def measure(
     label: str,
     port: int,
@@ -482,13 +517,8 @@ async def measure(
     seconds: float,
     open_loop_too: bool,
 ) -> dict[str, Result]:
-    out: dict[str, Result] = {}
     print(f"{label}:")
-    for concurrency in (1, 8, 32):
-        requests = [raw_post(port, path, body) for body in singles]
-        result = await closed_loop(port, requests, concurrency, seconds)
-        out[f"c{concurrency}"] = result
-        print(result.line(f"1 row, concurrency {concurrency}"), flush=True)
+    out = await single_rows(port, path, singles, seconds)
     requests = [raw_post(port, path, body) for body in batches]
     result = await closed_loop(port, requests, 4, seconds, rows=256)
     out["batch256"] = result
@@ -541,6 +571,13 @@ async def run(args: argparse.Namespace) -> None:
             requests = [raw_post(port, "/v1/predict", body) for body in bodies]
             label = f"entity key, open loop {OPEN_LOOP_RATE:.0f}/s"
             results["service"]["entity"] = await open_loop_median(port, requests, seconds, label)
+            path = f"/v2/models/{setup.model_name}/infer"
+            print(f"service, {path} (Open Inference Protocol):")
+            singles = oip_bodies(setup)
+            results["oip"] = await single_rows(port, path, singles, seconds)
+            requests = [raw_post(port, path, body) for body in singles]
+            label = f"1 row, open loop {OPEN_LOOP_RATE:.0f}/s"
+            results["oip"]["open"] = await open_loop_median(port, requests, seconds, label)
 
         port = free_port()
         naive = [python, str(Path(__file__).resolve()), "--naive-app", str(port)]
@@ -598,6 +635,15 @@ def report(results: dict[str, dict[str, Result]], ceiling: Result) -> None:
     else:
         print()
     print(f"  load generator ceiling / service c32: {ceiling.rate / service['c32'].rate:5.1f}x")
+    oip = results["oip"]
+    print("/v2 infer / /v1 predict, single row:")
+    print(
+        "  " + "  ".join(f"{c} {oip[c].rate / service[c].rate:5.2f}x" for c in ("c1", "c8", "c32"))
+    )
+    print(
+        f"  p99 at {OPEN_LOOP_RATE:.0f} req/s: {oip['open'].percentile(0.99):.2f} ms "
+        f"against {service['open'].percentile(0.99):.2f} ms"
+    )
 
     checks: list[tuple[str, float, float, Callable[[float, float], bool]]] = []
     if mlflow:

@@ -5,14 +5,17 @@ Modules:
 - `app`: `create_app(settings)`: the FastAPI app, its endpoints, error handlers and
   OpenAPI document;
 - `service`: `PredictionService`, behind every endpoint: life cycle, feedback, rollout
-  changes, and the lean `POST /v1/predict` path (hand-written ASGI handler, orjson, no
-  pandas);
+  changes, and the lean `POST /v1/predict` and `/v2/.../infer` path (hand-written ASGI
+  handler, orjson, no pandas);
+- `oip_routes`, `oip`, `oip_validation`: the Open Inference Protocol (V2 REST) of
+  KServe, MLServer and Triton: its endpoints, its answers and metadata, its tensors
+  turned into feature rows;
 - `asgi`: the raw ASGI helpers of that path (`Answer`, body reading, sending);
 - `entity_lookup`: entity keys to feature rows (the online reader and its batcher);
 - `recording`: metrics and prediction-log records of answered requests, shadow scoring;
 - `validation`: request parsing and hand validation (a 4xx naming the field);
 - `errors`: the error format (`RequestError` and its JSON document);
-- `openapi_models`: the documented JSON shapes (pydantic, OpenAPI only);
+- `openapi_models`: the documented JSON shapes, `/v1` and `/v2` (pydantic, OpenAPI only);
 - `loader`: model slots (champion, challenger) in an immutable snapshot, registry
   polling, download + digest check, atomic hot swap;
 - `smoke`: the warm-up and smoke test a version passes before it serves;

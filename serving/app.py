@@ -11,14 +11,19 @@ Endpoints (see `/docs` for the OpenAPI document):
 - `GET /v1/models`: loaded models, input schema, traffic split and rollout stage.
 - `POST /v1/admin/reload`, `POST /v1/admin/rollout/pause`, `.../resume`: bearer token.
 - `GET /healthz` (alive), `GET /readyz` (a champion is loaded), `GET /metrics`.
+- `/v2/...`: the Open Inference Protocol (V2 REST) of KServe, MLServer and Triton:
+  server and model metadata, health, `POST /v2/models/{name}/infer` (see
+  `serving.oip_routes`).
 
-`POST /v1/predict` skips FastAPI: `ServingApp` hands it to the service's plain ASGI
-handler before routing (~10k trivial requests/s against ~3k through a FastAPI route;
-see `serving.service`). The FastAPI route of the same path exists for the OpenAPI
-document and calls the same code.
+`POST /v1/predict` and `POST /v2/models/{name}[/versions/{version}]/infer` skip
+FastAPI: `ServingApp` hands them to the service's plain ASGI handlers before routing
+(~10k trivial requests/s against ~3k through a FastAPI route; see `serving.service`).
+The FastAPI routes of the same paths exist for the OpenAPI document and call the same
+code.
 
 Errors are JSON documents `{"error": {...}, "request_id": ...}` (see
-`serving.errors`); a bad request is always a 4xx naming the field, never a 500.
+`serving.errors`), under `/v2` the protocol's `{"error": "..."}`; a bad request is
+always a 4xx naming the field (under `/v2`: the input and the row), never a 500.
 """
 
 from __future__ import annotations
@@ -40,14 +45,17 @@ from mlops.settings import Settings
 from serving.asgi import JSON, Answer, Receive, Scope, Send, new_request_id
 from serving.auth import admin_dependency, admin_scheme, api_key_dependency, api_key_scheme
 from serving.errors import FieldIssue, RequestError
+from serving.oip import INFER_ROUTE, OIP_PREFIX, VERSION_INFER_ROUTE, infer_target, refused
+from serving.oip_routes import oip_router
 from serving.openapi_models import (
     ERROR_RESPONSES,
     FeedbackRequest,
     FeedbackResponse,
+    InferRequest,
     PredictRequest,
     PredictResponse,
 )
-from serving.service import PREDICT_PATH, PredictionService
+from serving.service import PREDICT_PATH, Incoming, PredictionService
 from serving.validation import parse_json
 
 logger = logging.getLogger(__name__)
@@ -58,14 +66,20 @@ def _as_response(answer: Answer) -> Response:
 
 
 class ServingApp(FastAPI):
-    """FastAPI, except that `POST /v1/predict` goes straight to the lean handler."""
+    """FastAPI, except that predictions and inferences go straight to the lean handlers."""
 
     service: PredictionService
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PREDICT_PATH and scope["method"] == "POST":
-            await self.service.predict_asgi(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == PREDICT_PATH:
+                await self.service.predict_asgi(scope, receive, send)
+                return
+            target = infer_target(path)
+            if target is not None:
+                await self.service.infer_asgi(scope, receive, send, target)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -103,8 +117,10 @@ def create_app(
     @app.exception_handler(RequestError)
     async def _refused(request: Request, exc: RequestError) -> Response:
         request_id = new_request_id(request.headers.get("x-request-id"))
-        service.metrics.http_response(_route_of(request), exc.status)
-        return _as_response(Answer.refused(exc, request_id))
+        route = _route_of(request)
+        service.metrics.http_response(route, exc.status)
+        oip = route.startswith(OIP_PREFIX) or request.url.path.startswith(OIP_PREFIX)
+        return _as_response((refused if oip else Answer.refused)(exc, request_id))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -144,15 +160,7 @@ def create_app(
         """Reached through FastAPI only when the app is mounted under a prefix: the
         service normally answers this path in `PredictionService.predict_asgi`."""
         started = time.perf_counter()
-        request_id = new_request_id(request.headers.get("x-request-id"))
-        body = await request.body()
-        answer = await service.predict(
-            body,
-            request.headers.get("x-api-key"),
-            request.headers.get("content-type"),
-            request_id,
-            started,
-        )
+        answer = await service.predict(Incoming.of(request.headers, await request.body(), started))
         if answer.after is not None:
             answer.after()
         return _as_response(answer)
@@ -235,6 +243,7 @@ def create_app(
         state = await service.change_rollout("resume", "")
         return Response(state.model_dump_json().encode(), media_type=JSON)
 
+    app.include_router(oip_router(service, require_key))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -269,7 +278,12 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model, path in ((PredictRequest, PREDICT_PATH), (FeedbackRequest, "/v1/feedback")):
+        for model, path in (
+            (PredictRequest, PREDICT_PATH),
+            (FeedbackRequest, "/v1/feedback"),
+            (InferRequest, INFER_ROUTE),
+            (InferRequest, VERSION_INFER_ROUTE),
+        ):
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
@@ -277,6 +291,10 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 "required": True,
                 "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
             }
+        for path, operations in document["paths"].items():
+            if path.startswith(OIP_PREFIX):  # its path parameters are plain strings
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
         app.openapi_schema = document
         return document
 

@@ -71,8 +71,3 @@ class RequestError(Exception):
             "issues": [issue.as_dict() for issue in self.issues],
         }
         return orjson.dumps({"error": error, "request_id": request_id})
-
-
-def error_body(status: int, code: str, message: str, request_id: str | None = None) -> bytes:
-    """An error document without a field (routing errors, server errors)."""
-    return RequestError(status, code, message).body(request_id)

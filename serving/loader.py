@@ -132,6 +132,11 @@ class ServingSnapshot:
     refreshed_at: datetime | None
 
     @property
+    def loaded(self) -> tuple[LoadedModel, ...]:
+        """The models loaded: the champion, then the challenger (either may be absent)."""
+        return tuple(m for m in (self.champion, self.challenger) if m is not None)
+
+    @property
     def routable_challenger(self) -> bool:
         """The challenger loaded here is the version the rollout is about."""
         return self.challenger is not None and (

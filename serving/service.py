@@ -9,6 +9,12 @@ share of a micro-batch (`serving.batching`) on the model picked by the snapshot 
 at the start (`serving.loader`): a hot swap never touches a request in flight. The
 answer is sent before the prediction log, the metrics and any shadow scoring are fed
 (`serving.recording`).
+
+`POST /v2/models/{name}[/versions/{version}]/infer` (the Open Inference Protocol) takes
+the same path: `infer_asgi` reads it the same way, `serving.oip_validation` turns its
+tensors into feature rows, and from the feature check on (`validate_instances`) they
+are `/v1` rows: routed, scored, logged and counted by the same `_score`. Only the
+answer is written in the protocol's words (`serving.oip`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -35,9 +44,11 @@ from mlops.settings import Settings
 from serving.asgi import Answer, Receive, Scope, Send, new_request_id, read_body, send_answer
 from serving.auth import check_api_key
 from serving.entity_lookup import EntityLookup
-from serving.errors import RequestError, error_body
+from serving.errors import RequestError
 from serving.loader import LoadedModel, ModelManager, ServingSnapshot
 from serving.metrics import ServingMetrics
+from serving.oip import INFERENCE_HEADER, InferTarget, infer_body, refused
+from serving.oip_validation import parse_infer
 from serving.prediction_log import FeedbackRecord, PredictionLog, open_prediction_log
 from serving.recording import PredictionRecorder
 from serving.routing import route
@@ -59,6 +70,43 @@ READY_FEATURES_WAIT_S = 60.0
 """Start-up waits this long at most for the online store before declaring readiness."""
 SHADOW_DRAIN_S = 5.0
 """Shutdown waits this long at most for shadow scoring under way."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What the predict and infer handlers read of a request, besides its path."""
+
+    body: bytes
+    api_key: str | None
+    content_type: str | None
+    request_id: str
+    started: float
+    """`time.perf_counter()` when the request arrived (its latency starts there)."""
+    inference_header: str | None = None
+    """`Inference-Header-Content-Length`: the body holds binary tensor data."""
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str], body: bytes, started: float) -> Incoming:
+        """From a routed request's headers (a FastAPI route; case-insensitive `headers`)."""
+        return cls(
+            body,
+            headers.get("x-api-key"),
+            headers.get("content-type"),
+            new_request_id(headers.get("x-request-id")),
+            started,
+            headers.get(INFERENCE_HEADER.decode()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A scored request: which model answered each row, and with what."""
+
+    answered_by: list[LoadedModel]
+    probabilities: list[list[float]]
+    labels: list[int | str]
+    after: Callable[[], None]
+    """The prediction log, the metrics and any shadow scoring: run once answered."""
 
 
 def freeze_startup_objects() -> None:
@@ -166,8 +214,27 @@ class PredictionService:
 
     async def predict_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /v1/predict` as a plain ASGI handler (see the module docstring)."""
+        await self._serve(scope, receive, send, PREDICT_PATH, self.predict, Answer.refused)
+
+    async def infer_asgi(
+        self, scope: Scope, receive: Receive, send: Send, target: InferTarget
+    ) -> None:
+        """`POST /v2/models/{name}[/versions/{version}]/infer`, the same way."""
+        await self._serve(scope, receive, send, target.route, partial(self.infer, target), refused)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: str,
+        handle: Callable[[Incoming, list[bool]], Awaitable[Answer]],
+        refuse: Callable[[RequestError, str], Answer],
+    ) -> None:
+        """Read the request, let `handle` answer it (`refuse` renders a refusal), send it,
+        then do the answer's logging."""
         started = time.perf_counter()
-        api_key = content_type = given_id = None
+        api_key = content_type = given_id = inference_header = None
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 api_key = value.decode("latin-1")
@@ -175,69 +242,182 @@ class PredictionService:
                 content_type = value.decode("latin-1")
             elif name == b"x-request-id":
                 given_id = value.decode("latin-1")
+            elif name == INFERENCE_HEADER:
+                inference_header = value.decode("latin-1")
         request_id = new_request_id(given_id)
         self._arriving += 1
         counted = [True]
         try:
             try:
                 body = await read_body(receive, self.max_body_bytes)
-                answer = await self.predict(
-                    body, api_key, content_type, request_id, started, counted
+                request = Incoming(
+                    body, api_key, content_type, request_id, started, inference_header
                 )
+                answer = await handle(request, counted)
             except RequestError as exc:
-                answer = Answer.refused(exc, request_id)
+                answer = refuse(exc, request_id)
             except Exception:
-                logger.exception("predict %s failed", request_id)
-                answer = Answer(
-                    500,
-                    error_body(500, "internal_error", "the prediction failed", request_id),
-                    {"x-request-id": request_id},
+                logger.exception("%s %s failed", route, request_id)
+                answer = refuse(
+                    RequestError(500, "internal_error", "the prediction failed"), request_id
                 )
         finally:
             if counted[0]:
                 self._arriving -= 1
         await send_answer(send, answer)
-        self.metrics.http_response(PREDICT_PATH, answer.status)
+        self.metrics.http_response(route, answer.status)
         if answer.after is not None:
             answer.after()
 
-    async def predict(
-        self,
-        body: bytes,
-        api_key: str | None,
-        content_type: str | None,
-        request_id: str,
-        started: float,
-        counted: list[bool] | None = None,
-    ) -> Answer:
-        """Validate, route, score; the answer carries the logging to do once sent.
+    async def predict(self, request: Incoming, counted: list[bool] | None = None) -> Answer:
+        """`POST /v1/predict`: validate, route, score; the answer carries the logging to do
+        once sent.
 
         Args:
             counted: `[True]` while this request counts as arriving (for the batchers'
                 wait); cleared once its rows are ready to score.
 
         Raises:
-            RequestError: a refused request (4xx) or no model loaded (503).
+            RequestError: a refused request (4xx), no model loaded (503), the model failed
+                (500).
         """
-        check_api_key(self.settings, api_key)
+        snapshot = self._admit(request)
+        champion, _ = self.served(snapshot, self.serving.model_name, None)
+        mode, items = split_predict(parse_json(request.body), self.serving.max_rows_per_request)
+        if mode == "instances":
+            checked = validate_instances(items, champion.schema)
+            rows = checked.rows
+        else:
+            checked, rows = await self.entities.rows(items, champion)
+        self._arrived(counted)
+        request_id = request.request_id
+        scored = await self._score(snapshot, champion, checked, rows, request_id, request.started)
+        predictions = [
+            {
+                "prediction_id": f"{request_id}-{i}",
+                "prediction": label,
+                "probabilities": dict(zip(model.class_keys, p, strict=True)),
+                "model_version": model.version,
+                "variant": "champion" if model is champion else "challenger",
+                "entity": key,
+            }
+            for i, (model, p, label, key) in enumerate(
+                zip(
+                    scored.answered_by,
+                    scored.probabilities,
+                    scored.labels,
+                    checked.entities,
+                    strict=True,
+                )
+            )
+        ]
+        body = orjson.dumps(
+            {
+                "request_id": request_id,
+                "model_name": self.serving.model_name,
+                "predictions": predictions,
+            }
+        )
+        return Answer(200, body, {"x-request-id": request_id}, scored.after)
+
+    async def infer(
+        self, target: InferTarget, request: Incoming, counted: list[bool] | None = None
+    ) -> Answer:
+        """`POST /v2/models/{name}[/versions/{version}]/infer`: the tensors become feature
+        rows (`serving.oip_validation`), which take the path of `/v1/predict` rows; a
+        version in the path answers every row (no routing), as long as it is loaded.
+
+        Raises:
+            RequestError: as `predict`, and 404 for a model or version not served here.
+        """
+        snapshot = self._admit(request)
+        champion, model = self.served(snapshot, target.name, target.version)
+        if request.inference_header is not None:
+            raise RequestError(
+                400,
+                "unsupported",
+                "binary tensor data (header Inference-Header-Content-Length) is not "
+                "supported: send the tensors as JSON",
+            )
+        parsed = parse_infer(
+            parse_json(request.body), model.schema, self.serving.max_rows_per_request
+        )
+        self._arrived(counted)
+        request_id = request.request_id
+        pinned = None if target.version is None else model
+        rows = parsed.rows
+        scored = await self._score(
+            snapshot, champion, rows, rows.rows, request_id, request.started, pinned
+        )
+        body = infer_body(
+            target.name,
+            parsed.id or request_id,
+            request_id,
+            parsed.outputs,
+            [m.version for m in scored.answered_by],
+            scored.probabilities,
+            scored.labels,
+        )
+        return Answer(200, body, {"x-request-id": request_id}, scored.after)
+
+    def _admit(self, request: Incoming) -> ServingSnapshot:
+        """The snapshot to serve a request from, once its key and media type pass.
+
+        Raises:
+            RequestError: 401 / 403 for the API key, 415 for a body that is not JSON.
+        """
+        check_api_key(self.settings, request.api_key)
+        content_type = request.content_type
         if content_type is not None and "json" not in content_type.lower():
             raise RequestError(
                 415, "unsupported_media_type", f"send application/json, not {content_type}"
             )
-        snapshot = self.manager.snapshot
+        return self.manager.snapshot
+
+    def check_model(self, name: str) -> None:
+        """Refuse a model name this service does not serve.
+
+        Raises:
+            RequestError: 404.
+        """
+        if name != self.serving.model_name:
+            raise RequestError(
+                404,
+                "unknown_model",
+                f"unknown model {name!r}: this service serves {self.serving.model_name!r}",
+            )
+
+    def served(
+        self, snapshot: ServingSnapshot, name: str, version: str | None
+    ) -> tuple[LoadedModel, LoadedModel]:
+        """The champion, and the loaded model that `name` and `version` name (the champion
+        when no version is given).
+
+        Raises:
+            RequestError: 404 for another model or a version not loaded here (champion or
+                challenger); 503 while no champion is loaded.
+        """
+        self.check_model(name)
         champion = snapshot.champion
         if champion is None:
             raise RequestError(503, "not_ready", self.not_ready_reason())
-        mode, items = split_predict(parse_json(body), self.serving.max_rows_per_request)
-        if mode == "instances":
-            request = validate_instances(items, champion.schema)
-            rows = request.rows
-        else:
-            request, rows = await self.entities.rows(items, champion)
+        if version is None:
+            return champion, champion
+        for model in snapshot.loaded:
+            if model.version == version:
+                return champion, model
+        served = ", ".join(m.version for m in snapshot.loaded)
+        raise RequestError(
+            404,
+            "unknown_version",
+            f"version {version!r} of {name!r} is not served here (served: {served})",
+        )
+
+    def _arrived(self, counted: list[bool] | None) -> None:
+        """The request's rows are ready to score: it no longer counts as arriving."""
         if counted is not None and counted[0]:
             counted[0] = False
             self._arriving -= 1
-        return await self._score(snapshot, champion, request, rows, request_id, started)
 
     async def _score(
         self,
@@ -247,13 +427,19 @@ class PredictionService:
         rows: list[dict[str, Any]],
         request_id: str,
         started: float,
-    ) -> Answer:
+        pinned: LoadedModel | None = None,
+    ) -> Scored:
+        """Route each row (unless `pinned` answers them all) and score it.
+
+        Raises:
+            RequestError: 500 when the champion failed (counted; nothing is logged).
+        """
         n = len(rows)
         keys = request.entities
         challenger = snapshot.challenger
-        answered_by: list[LoadedModel] = [champion] * n
+        answered_by: list[LoadedModel] = [pinned or champion] * n
         mirrored: list[int] = []
-        if challenger is not None and snapshot.routable_challenger:
+        if pinned is None and challenger is not None and snapshot.routable_challenger:
             rollout = snapshot.rollout
             for i in range(n):
                 key = keys[i]
@@ -271,7 +457,7 @@ class PredictionService:
             try:
                 probabilities = await champion.batcher.submit(rows)
             except Exception as exc:
-                return self._failed(champion, request_id, exc, n)
+                raise self._failed(champion, request_id, exc, n) from exc
         else:
             assert challenger is not None
             champion_rows = [i for i in range(n) if answered_by[i] is champion]
@@ -281,7 +467,7 @@ class PredictionService:
                 return_exceptions=True,
             )
             if isinstance(outcome[0], BaseException):
-                return self._failed(champion, request_id, outcome[0], n)
+                raise self._failed(champion, request_id, outcome[0], n) from outcome[0]
             for i, p in zip(champion_rows, outcome[0], strict=True):
                 probabilities[i] = p
             if isinstance(outcome[1], BaseException):
@@ -293,34 +479,17 @@ class PredictionService:
                 try:
                     fallback = await champion.batcher.submit([rows[i] for i in challenger_rows])
                 except Exception as exc:
-                    return self._failed(champion, request_id, exc, n)
+                    raise self._failed(champion, request_id, exc, n) from exc
                 for i, p in zip(challenger_rows, fallback, strict=True):
                     probabilities[i] = p
             else:
                 for i, p in zip(challenger_rows, outcome[1], strict=True):
                     probabilities[i] = p
 
-        name = self.serving.model_name
-        predictions: list[dict[str, Any]] = []
-        labels: list[int | str] = []
-        for i in range(n):
-            model = answered_by[i]
-            p = probabilities[i]
-            label = model.classes[p.index(max(p))]
-            labels.append(label)
-            predictions.append(
-                {
-                    "prediction_id": f"{request_id}-{i}",
-                    "prediction": label,
-                    "probabilities": dict(zip(model.class_keys, p, strict=True)),
-                    "model_version": model.version,
-                    "variant": "champion" if model is champion else "challenger",
-                    "entity": keys[i],
-                }
-            )
-        body = orjson.dumps(
-            {"request_id": request_id, "model_name": name, "predictions": predictions}
-        )
+        labels: list[int | str] = [
+            model.classes[p.index(max(p))]
+            for model, p in zip(answered_by, probabilities, strict=True)
+        ]
         latency = time.perf_counter() - started
         recorder = self.recorder
 
@@ -340,17 +509,14 @@ class PredictionService:
             if mirrored and challenger is not None:
                 recorder.score_shadow(challenger, rows, keys, mirrored, request_id)
 
-        return Answer(200, body, {"x-request-id": request_id}, after)
+        return Scored(answered_by, probabilities, labels, after)
 
     def _failed(
         self, champion: LoadedModel, request_id: str, exc: BaseException, rows: int
-    ) -> Answer:
+    ) -> RequestError:
+        """Count the champion's failure; the 500 to answer."""
         self.recorder.record_failure(champion, request_id, exc, rows)
-        return Answer(
-            500,
-            error_body(500, "prediction_failed", f"the model failed: {exc}", request_id),
-            {"x-request-id": request_id},
-        )
+        return RequestError(500, "prediction_failed", f"the model failed: {exc}")
 
     # --- the other endpoints ----------------------------------------------------------
 

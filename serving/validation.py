@@ -64,7 +64,7 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
-def _kind(value: object) -> str:
+def json_kind(value: object) -> str:
     """How a JSON value reads in an error message."""
     if value is None:
         return "null"
@@ -139,7 +139,7 @@ def split_predict(document: Any, max_rows: int) -> tuple[PredictMode, list[Any]]
     """
     if not isinstance(document, dict):
         raise RequestError(
-            422, "invalid_body", f"expected a JSON object, got {_kind(document)}", "body"
+            422, "invalid_body", f"expected a JSON object, got {json_kind(document)}", "body"
         )
     unknown = [key for key in document if key not in ("instances", "entities")]
     if unknown:
@@ -162,7 +162,7 @@ def split_predict(document: Any, max_rows: int) -> tuple[PredictMode, list[Any]]
     mode: PredictMode = "instances" if has_instances else "entities"
     items = document[mode]
     if not isinstance(items, list):
-        raise RequestError(422, "wrong_type", f"expected an array, got {_kind(items)}", mode)
+        raise RequestError(422, "wrong_type", f"expected an array, got {json_kind(items)}", mode)
     if not items:
         raise RequestError(422, "empty_batch", "at least one row is needed", mode)
     if len(items) > max_rows:
@@ -194,7 +194,9 @@ def validate_instances(items: list[Any], schema: InputSchema) -> PredictInput:
     for i, row in enumerate(items):
         if type(row) is not dict:
             issues.append(
-                FieldIssue(f"instances[{i}]", "wrong_type", f"expected an object, got {_kind(row)}")
+                FieldIssue(
+                    f"instances[{i}]", "wrong_type", f"expected an object, got {json_kind(row)}"
+                )
             )
             entities.append(None)
             continue
@@ -277,7 +279,7 @@ def _value_issues(
                 FieldIssue(
                     f"instances[{i}].{name}",
                     "wrong_type",
-                    f"expected a string or null, got {_kind(text)}",
+                    f"expected a string or null, got {json_kind(text)}",
                 )
             )
 
@@ -299,9 +301,9 @@ def _key_issues(
 def _number_issue(field: str, value: object) -> FieldIssue:
     if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
         return FieldIssue(
-            field, "not_finite", f"{_kind(value)} is not allowed; send null if unknown"
+            field, "not_finite", f"{json_kind(value)} is not allowed; send null if unknown"
         )
-    return FieldIssue(field, "wrong_type", f"expected a number or null, got {_kind(value)}")
+    return FieldIssue(field, "wrong_type", f"expected a number or null, got {json_kind(value)}")
 
 
 def _valid_entity(value: object, entity_type: EntityType | None) -> bool:
@@ -316,7 +318,7 @@ def _entity_issue(field: str, value: object, entity_type: EntityType | None) -> 
     wanted = {"int64": "an integer", "string": "a non-empty string"}.get(
         entity_type or "", "a non-empty string or an integer"
     )
-    return FieldIssue(field, "wrong_type", f"expected {wanted}, got {_kind(value)}")
+    return FieldIssue(field, "wrong_type", f"expected {wanted}, got {json_kind(value)}")
 
 
 def validate_entities(
@@ -332,7 +334,9 @@ def validate_entities(
     for i, item in enumerate(items):
         if type(item) is not dict:
             issues.append(
-                FieldIssue(f"entities[{i}]", "wrong_type", f"expected an object, got {_kind(item)}")
+                FieldIssue(
+                    f"entities[{i}]", "wrong_type", f"expected an object, got {json_kind(item)}"
+                )
             )
             continue
         for name in item:
@@ -382,7 +386,7 @@ def validate_feedback(
     """
     if not isinstance(document, dict):
         raise RequestError(
-            422, "invalid_body", f"expected a JSON object, got {_kind(document)}", "body"
+            422, "invalid_body", f"expected a JSON object, got {json_kind(document)}", "body"
         )
     for key in document:
         if key != "labels":
@@ -391,7 +395,9 @@ def validate_feedback(
     if items is None:
         raise RequestError(422, "invalid_body", "`labels` is required", "labels")
     if not isinstance(items, list):
-        raise RequestError(422, "wrong_type", f"expected an array, got {_kind(items)}", "labels")
+        raise RequestError(
+            422, "wrong_type", f"expected an array, got {json_kind(items)}", "labels"
+        )
     if not items:
         raise RequestError(422, "empty_batch", "at least one label is needed", "labels")
     if len(items) > max_rows:
@@ -403,7 +409,9 @@ def validate_feedback(
     for i, item in enumerate(items):
         where = f"labels[{i}]"
         if type(item) is not dict:
-            issues.append(FieldIssue(where, "wrong_type", f"expected an object, got {_kind(item)}"))
+            issues.append(
+                FieldIssue(where, "wrong_type", f"expected an object, got {json_kind(item)}")
+            )
             continue
         for name in item:
             if name not in ("prediction_id", "label"):
@@ -415,7 +423,7 @@ def validate_feedback(
                 FieldIssue(
                     f"{where}.prediction_id",
                     "missing_key" if prediction_id is None else "wrong_type",
-                    f"expected the prediction_id of an answer, got {_kind(prediction_id)}",
+                    f"expected the prediction_id of an answer, got {json_kind(prediction_id)}",
                 )
             )
             continue
@@ -426,7 +434,7 @@ def validate_feedback(
                 FieldIssue(
                     f"{where}.label",
                     "missing_key" if label is None else "wrong_type",
-                    f"expected a class (string or integer), got {_kind(label)}",
+                    f"expected a class (string or integer), got {json_kind(label)}",
                 )
             )
             continue

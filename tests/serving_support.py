@@ -4,7 +4,8 @@ A few small models are trained in seconds on synthetic transactions (`train_mode
 saved with `mlops.modeling`, logged as MLflow pyfunc models on a run of a temporary
 SQLite tracking store and registered with `register_challenger`, exactly as the
 training pipeline does. `ServerThread` runs the real service (uvicorn, real sockets) in
-a thread of the test process; `start_server_process` runs it as `python -m serving.cli`.
+a thread of the test process; `start_server_process` runs it as `python -m serving.cli`;
+`running_service` serves a champion and a challenger to one test module (`Service`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -43,12 +44,20 @@ from mlops.modeling import (
 )
 from mlops.modeling.artifact import WEIGHTS
 from mlops.registry.client import register_challenger, registry_client
+from mlops.rollout.lock import RolloutLock
+from mlops.rollout.state import RolloutState, read_rollout, write_rollout
 from mlops.settings import ServingSettings, Settings
+
+if TYPE_CHECKING:
+    from serving.app import ServingApp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC: DatasetSpec = load_spec(REPO_ROOT / "datasets" / "card_fraud.yaml")
 START = datetime(2024, 1, 1, tzinfo=UTC)
 SMALL = TrainConfig(hidden_layers=1, width=32, max_epochs=1, batch_size=256, seed=0)
+API_KEY = "test-api-key"
+ADMIN = "test-admin-token"
+"""The API key and admin token of `running_service`."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +234,68 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=30)
+
+
+class Service:
+    """The running service and what the tests need to talk to it."""
+
+    def __init__(self, url: str, settings: Settings, models: SmallModels, app: ServingApp) -> None:
+        self.url = url
+        self.app = app
+        """The app in this process (for its `service`)."""
+        self.settings = settings
+        self.name = settings.serving.model_name
+        self.models = models
+        self.client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=30)
+        self.admin = {"Authorization": f"Bearer {ADMIN}"}
+
+    def predict(self, document: Any, **headers: str) -> httpx.Response:
+        return self.client.post("/v1/predict", json=document, headers=headers)
+
+    def raw(self, body: bytes) -> httpx.Response:
+        return self.client.post(
+            "/v1/predict", content=body, headers={"Content-Type": "application/json"}
+        )
+
+    def set_rollout(self, **fields: Any) -> None:
+        """Write a rollout state to the registry and make the service read it now."""
+        client = registry_client(self.settings)
+        current = read_rollout(client, self.name)  # compare-and-set: derive from the stored one
+        state = RolloutState(model_name=self.name, revision=current.revision, **fields)
+        write_rollout(client, state, lock=RolloutLock.for_settings(self.settings))
+        answer = self.client.post("/v1/admin/reload", headers=self.admin)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["rollout"]["status"] == state.status.value
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = self.client.get("/metrics").text
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@contextlib.contextmanager
+def running_service(store: Settings, models: SmallModels, prefix: str) -> Iterator[Service]:
+    """The real service (`ServerThread`) on a new model name with a champion (v1) and a
+    challenger (v2), an API key and an admin token: a test module's `service` fixture."""
+    name = unique_name(prefix)
+    settings = with_serving(
+        store.model_copy(update={"admin_token": ADMIN}),
+        model_name=name,
+        api_key=API_KEY,
+        poll_interval_s=60.0,  # the tests reload through the admin endpoint
+        max_rows_per_request=50,
+    )
+    settings = Settings.model_validate(settings.model_dump())  # SecretStr admin token
+    register_model(settings, name, models, 0)  # v1: champion (and challenger)
+    register_model(settings, name, models, 1)  # v2: challenger
+    with ServerThread(settings) as server:
+        wait_ready(server.url)
+        yield Service(server.url, settings, models, server.app)
 
 
 @contextlib.contextmanager

@@ -17,82 +17,22 @@ import httpx
 import orjson
 import pytest
 
-from mlops.registry.client import registry_client
-from mlops.rollout.lock import RolloutLock
-from mlops.rollout.state import RolloutState, RolloutStatus, read_rollout, write_rollout
+from mlops.rollout.state import RolloutStatus
 from mlops.settings import Settings
 from tests.serving_support import (  # noqa: F401  (fixtures)
     SPEC,
-    ServerThread,
+    Service,
     SmallModels,
-    register_model,
+    running_service,
     serving_models,
     serving_store,
-    unique_name,
-    wait_ready,
-    with_serving,
 )
-
-API_KEY = "test-api-key"
-ADMIN = "test-admin-token"
-
-
-class Service:
-    """The running service and what the tests need to talk to it."""
-
-    def __init__(self, url: str, settings: Settings, models: SmallModels) -> None:
-        self.url = url
-        self.settings = settings
-        self.name = settings.serving.model_name
-        self.models = models
-        self.client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=30)
-        self.admin = {"Authorization": f"Bearer {ADMIN}"}
-
-    def predict(self, document: Any, **headers: str) -> httpx.Response:
-        return self.client.post("/v1/predict", json=document, headers=headers)
-
-    def raw(self, body: bytes) -> httpx.Response:
-        return self.client.post(
-            "/v1/predict", content=body, headers={"Content-Type": "application/json"}
-        )
-
-    def set_rollout(self, **fields: Any) -> None:
-        """Write a rollout state to the registry and make the service read it now."""
-        client = registry_client(self.settings)
-        current = read_rollout(client, self.name)  # compare-and-set: derive from the stored one
-        state = RolloutState(model_name=self.name, revision=current.revision, **fields)
-        write_rollout(client, state, lock=RolloutLock.for_settings(self.settings))
-        answer = self.client.post("/v1/admin/reload", headers=self.admin)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["rollout"]["status"] == state.status.value
-
-    def metric(self, name: str, **labels: str) -> float:
-        text = self.client.get("/metrics").text
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
 
 
 @pytest.fixture(scope="module")
 def service(serving_store: Settings, serving_models: SmallModels) -> Iterator[Service]:  # noqa: F811
-    name = unique_name("api")
-    settings = with_serving(
-        serving_store.model_copy(update={"admin_token": ADMIN}),
-        model_name=name,
-        api_key=API_KEY,
-        poll_interval_s=60.0,  # the tests reload through the admin endpoint
-        max_rows_per_request=50,
-    )
-    settings = Settings.model_validate(settings.model_dump())  # SecretStr admin token
-    register_model(settings, name, serving_models, 0)  # v1: champion (and challenger)
-    register_model(settings, name, serving_models, 1)  # v2: challenger
-    with ServerThread(settings) as server:
-        wait_ready(server.url)
-        yield Service(server.url, settings, serving_models)
+    with running_service(serving_store, serving_models, "api") as running:
+        yield running
 
 
 def test_feature_rows_get_probabilities_version_variant_and_ids(service: Service) -> None:

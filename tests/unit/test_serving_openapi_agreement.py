@@ -8,7 +8,8 @@ refused with a 4xx naming that field (and the pydantic model refuses it too); ea
 it documents must be accepted at some field it documents (the validator narrows a
 feature value to the served model's numeric or categorical features). Required fields,
 nullable ones and closed objects are checked the same way, and every refusal's body has
-the documented error shape.
+the documented error shape. The Open Inference Protocol's inference request
+(`serving.oip_validation`, documented by `InferRequest`) is walked the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from serving.errors import RequestError
-from serving.openapi_models import ERROR_RESPONSES, ErrorResponse, FeedbackRequest, PredictRequest
+from serving.oip import refused
+from serving.oip_validation import parse_infer
+from serving.openapi_models import (
+    ERROR_RESPONSES,
+    INFER_ERRORS,
+    ErrorResponse,
+    FeedbackRequest,
+    InferRequest,
+    OipErrorResponse,
+    PredictRequest,
+)
 from serving.validation import (
     InputSchema,
     split_predict,
@@ -59,12 +70,28 @@ def feedback(document: Any) -> object:
     return validate_feedback(document, MAX_ROWS, None)
 
 
+def infer(document: Any) -> object:
+    return parse_infer(document, SCHEMA, MAX_ROWS)
+
+
+def documented_v1(error: RequestError) -> None:
+    assert error.status in ERROR_RESPONSES
+    ErrorResponse.model_validate_json(error.body("req-1"), strict=True)
+
+
+def documented_oip(error: RequestError) -> None:
+    assert error.status in INFER_ERRORS
+    OipErrorResponse.model_validate_json(refused(error, "req-1").body, strict=True)
+
+
 @dataclass(frozen=True)
 class Case:
     model: type[BaseModel]
     validate: Callable[[Any], object]
     document: dict[str, Any]
     """A valid request, holding every field the model documents (one predict mode each)."""
+    documented: Callable[[RequestError], None] = documented_v1
+    """Asserts that a refusal is documented: its status and its body."""
 
 
 CASES = {
@@ -76,6 +103,47 @@ CASES = {
     "predict-entities": Case(PredictRequest, predict, {"entities": [{"card_id": "card_1"}]}),
     "feedback": Case(FeedbackRequest, feedback, {"labels": [{"prediction_id": "r-0", "label": 1}]}),
 }
+OIP_CASES = {
+    "infer-columnar": Case(
+        InferRequest,
+        infer,
+        {
+            "id": "req-1",
+            "parameters": {"content_type": "np"},
+            "inputs": [
+                {
+                    "name": "amount",
+                    "shape": [1, 1],
+                    "datatype": "FP64",
+                    "data": [[1.5]],
+                    "parameters": {"content_type": "np"},
+                },
+                {"name": "hour", "shape": [1], "datatype": "INT64", "data": [7]},
+                {"name": "channel", "shape": [1], "datatype": "BYTES", "data": ["pos"]},
+                {"name": "card_id", "shape": [1], "datatype": "BYTES", "data": ["card_1"]},
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": False}}],
+        },
+        documented_oip,
+    ),
+    "infer-tensor": Case(
+        InferRequest,
+        infer,
+        {
+            "inputs": [
+                {
+                    "name": "numeric_features",
+                    "shape": [1, 2],
+                    "datatype": "FP32",
+                    "data": [[1.5, 7]],
+                },
+                {"name": "channel", "shape": [1], "datatype": "BYTES", "data": ["pos"]},
+            ]
+        },
+        documented_oip,
+    ),
+}
+ALL_CASES = {**CASES, **OIP_CASES}
 
 
 # --- the JSON schema, walked along a document -------------------------------------------
@@ -179,17 +247,24 @@ def without(document: Any, path: Path, key: str) -> Any:
 # --- checks -------------------------------------------------------------------------------
 
 
+def reaches(loc: tuple[str | int, ...], path: Path) -> bool:
+    """A pydantic error's location is at `path` (or below it); the labels pydantic puts in
+    for the members of a union (`data[0].list[...][1].bool`) are skipped."""
+    rest = iter(loc)
+    return all(any(part == step for part in rest) for step in path)
+
+
 def assert_refused(case: Case, document: Any, path: Path) -> None:
     """The validator answers a 4xx naming the field; the documented model refuses it too."""
     with pytest.raises(RequestError) as caught:
         case.validate(document)
     error = caught.value
-    assert 400 <= error.status < 500 and error.status in ERROR_RESPONSES
+    assert 400 <= error.status < 500
     assert error.field == field_name(path), (document, error.message)
-    ErrorResponse.model_validate_json(error.body("req-1"), strict=True)
+    case.documented(error)
     with pytest.raises(ValidationError) as invalid:
         case.model.model_validate(document, strict=True)
-    assert any(tuple(e["loc"][: len(path)]) == path for e in invalid.value.errors())
+    assert any(reaches(e["loc"], path) for e in invalid.value.errors())
 
 
 def accepts(case: Case, document: Any) -> bool:
@@ -200,13 +275,13 @@ def accepts(case: Case, document: Any) -> bool:
     return True
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("case", ALL_CASES.values(), ids=ALL_CASES.keys())
 def test_the_valid_request_is_documented_and_accepted(case: Case) -> None:
     case.model.model_validate(case.document, strict=True)
     case.validate(case.document)
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("case", ALL_CASES.values(), ids=ALL_CASES.keys())
 def test_an_undocumented_type_is_refused_naming_the_field(case: Case) -> None:
     schema, defs = json_schema(case.model)
     checked = 0
@@ -221,7 +296,9 @@ def test_an_undocumented_type_is_refused_naming_the_field(case: Case) -> None:
 def test_every_documented_type_is_accepted_at_some_field_it_documents() -> None:
     """What the validator accepts at a field is documented there (the test above), and no
     documented type is refused everywhere: e.g. a feature value is a number or a string,
-    numbers for numeric features, strings for categorical ones."""
+    numbers for numeric features, strings for categorical ones. Not for the inference
+    request: its strings and integers must name the model's inputs and fit their data
+    (an input's name, a dimension), which no sample value does."""
     accepted: dict[tuple[str, str], set[str]] = {}
     wanted: dict[tuple[str, str], set[str]] = {}
     for case in CASES.values():
@@ -240,7 +317,7 @@ def test_every_documented_type_is_accepted_at_some_field_it_documents() -> None:
     assert accepted == wanted
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("case", ALL_CASES.values(), ids=ALL_CASES.keys())
 def test_required_and_nullable_fields_agree(case: Case) -> None:
     """A required field may not be left out; an optional one may be null (its default)."""
     schema, defs = json_schema(case.model)
@@ -260,7 +337,7 @@ def test_required_and_nullable_fields_agree(case: Case) -> None:
                     case.validate(document)
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("case", ALL_CASES.values(), ids=ALL_CASES.keys())
 def test_a_closed_object_refuses_an_unknown_field(case: Case) -> None:
     schema, defs = json_schema(case.model)
     closed = 0
@@ -275,11 +352,11 @@ def test_a_closed_object_refuses_an_unknown_field(case: Case) -> None:
 
 def test_every_documented_field_is_checked() -> None:
     """A field added to a documented model fails here until a valid request holds it."""
-    for model in {case.model for case in CASES.values()}:
+    for model in {case.model for case in ALL_CASES.values()}:
         schema, defs = json_schema(model)
         covered = {
             position.pattern
-            for case in CASES.values()
+            for case in ALL_CASES.values()
             if case.model is model
             for position in positions(case.document, schema, defs)
         }
