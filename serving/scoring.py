@@ -125,6 +125,7 @@ async def score_rows(
             failures,
             request_id,
             latency,
+            pinned=pinned is not None,
         )
         if mirrored and challenger is not None:
             recorder.score_shadow(challenger, rows, keys, mirrored, request_id)

@@ -205,7 +205,8 @@ class PredictionService(ServingRuntime):
     ) -> Answer:
         """`POST /v2/models/{name}[/versions/{version}]/infer`: the tensors become feature
         rows (`serving.oip_validation`), which take the path of `/v1/predict` rows; a
-        version in the path answers every row (no routing), as long as it is loaded.
+        version in the path answers every row (no routing; logged `pinned`), as long as
+        it is loaded.
 
         Raises:
             RequestError: as `predict`, and 404 for a model or version not served here.
