@@ -4,7 +4,8 @@ The reference travels with the model: it is the training set the champion was tr
 on (named by the version's `training_set.*` lineage tags), scored by the champion
 itself so prediction drift has a baseline, with the champion's quality on its own
 holdout as the performance reference. The window is the prediction log's answered
-rows (shadow scores left out) joined with the labels that have arrived for them.
+rows (shadow scores and pinned versions left out) joined with the labels that have
+arrived for them.
 
 The monitor's stages without Prefect live here too: which version is the champion
 (`find_champion`), its cached reference statistics (`champion_reference`), the full
@@ -56,6 +57,7 @@ from mlops.retraining import (
 from mlops.settings import Settings
 from mlops.sources import read_frame
 from mlops.storage import local_path
+from mlops.traffic import routed
 from quantization.served import ServedModel
 
 logger = logging.getLogger(__name__)
@@ -130,14 +132,17 @@ def labelled_window(
     """The champion's answered predictions with their features, score and (when it
     arrived) label.
 
-    Only what `version` answered users counts: shadow rows (a challenger scoring
-    mirrored traffic), a challenger's canary share and a replaced champion's last
-    answers are judged by the canary, not against this champion's reference; mixed
-    in, they would read as drift of scores and quality right after a promotion. A
-    prediction without a label keeps a missing label.
+    Only what `version` answered routed users counts: shadow rows (a challenger
+    scoring mirrored traffic), a challenger's canary share and a replaced champion's
+    last answers are judged by the canary, not against this champion's reference;
+    mixed in, they would read as drift of scores and quality right after a promotion.
+    Rows whose version a client pinned are that client's choice of traffic, not the
+    live population (`mlops.traffic`). A prediction without a label keeps a missing
+    label.
     """
     if predictions.empty:
         return pd.DataFrame(columns=[*schema.columns, SCORE, LABEL])
+    predictions = routed(predictions)
     answered = predictions[
         ~predictions["shadow"].astype(bool) & (predictions["model_version"].astype(str) == version)
     ]

@@ -4,9 +4,13 @@ Modules:
 
 - `app`: `create_app(settings)`: the FastAPI app, its endpoints, error handlers and
   OpenAPI document;
-- `service`: `PredictionService`, behind every endpoint: life cycle, feedback, rollout
-  changes, and the lean `POST /v1/predict` and `/v2/.../infer` path (hand-written ASGI
-  handler, orjson, no pandas);
+- `service`: `PredictionService`, behind every endpoint: feedback, rollout changes, and
+  the lean `POST /v1/predict` and `/v2/.../infer` path (hand-written ASGI handler,
+  orjson, no pandas);
+- `runtime`: `ServingRuntime`, what the service holds (models, features, log, metrics)
+  and its start-up and shutdown;
+- `scoring`: a request's rows routed (or pinned) and scored on champion and challenger,
+  the champion answering for a failed challenger;
 - `oip_routes`, `oip`, `oip_validation`: the Open Inference Protocol (V2 REST) of
   KServe, MLServer and Triton: its endpoints, its answers and metadata, its tensors
   turned into feature rows;

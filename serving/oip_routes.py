@@ -6,7 +6,8 @@
   `.../ready`: whether it answers; `POST .../infer`: an inference. These need
   `X-API-Key` when `serving.api_key` is set, as `/v1/predict` does. Without a version,
   the champion (and the canary's share of the challenger) answers; with one, that
-  version answers every row if it is loaded here (champion or challenger), else 404.
+  version answers every row if it is loaded here (champion or challenger), else 404,
+  and the rows are logged `pinned` (no rollout or drift evidence: see `mlops.traffic`).
 
 `POST .../infer` is answered by `PredictionService.infer_asgi` before FastAPI's routing
 (see `serving.app.ServingApp`); its routes here exist for the OpenAPI document, and

@@ -3,7 +3,9 @@
 All of it runs after the answer is sent (`Answer.after`), so none of it adds to a
 request's latency. Record ids extend the answer's `prediction_id` (`<request id>-<row>`):
 `-failed` for a challenger's failure on a row the champion answered instead, `-shadow`
-for a mirrored row scored by the challenger and never answered.
+for a mirrored row scored by the challenger and never answered. Rows of a request that
+pinned a version are logged `pinned` (the canary and the drift monitor leave them out)
+and counted in the metrics as any other.
 """
 
 from __future__ import annotations
@@ -89,12 +91,15 @@ class PredictionRecorder:
         failures: dict[int, str],
         request_id: str,
         latency: float,
+        *,
+        pinned: bool,
     ) -> None:
         """Metrics and prediction-log records of an answered request.
 
         Args:
             failures: the challenger's error per row it failed on (the champion answered
                 those rows instead).
+            pinned: the client named the version that answers, the router did not pick it.
         """
         name = self.model_name
         latency_ms = latency * 1000.0
@@ -117,7 +122,12 @@ class PredictionRecorder:
         if log is None:
             return
         record = partial(
-            PredictionRecord, request_id=request_id, model_name=name, latency_ms=latency_ms, ts=now
+            PredictionRecord,
+            request_id=request_id,
+            model_name=name,
+            latency_ms=latency_ms,
+            ts=now,
+            pinned=pinned,
         )
         records: list[PredictionRecord] = []
         for i, row in enumerate(rows):

@@ -1,64 +1,49 @@
-"""`PredictionService`: everything behind the endpoints, and the lean predict path.
+"""`PredictionService`: the answers behind the endpoints, and the lean predict path.
 
 The hot path. `POST /v1/predict` is answered by `PredictionService.predict_asgi`, a
 plain ASGI handler (`serving.asgi`) that `serving.app.ServingApp` hands the request to
 before FastAPI's routing. It reads the body, parses it with orjson, validates it by
 hand (`serving.validation`), reads entity keys' features if it was sent keys
-(`serving.entity_lookup`), routes each row (`serving.routing`), and awaits the rows'
-share of a micro-batch (`serving.batching`) on the model picked by the snapshot read
-at the start (`serving.loader`): a hot swap never touches a request in flight. The
-answer is sent before the prediction log, the metrics and any shadow scoring are fed
-(`serving.recording`).
+(`serving.entity_lookup`), and scores the rows (`serving.scoring`: routed per row by
+`serving.routing`, each model's share awaited in a micro-batch) on the models of the
+snapshot read at the start (`serving.loader`): a hot swap never touches a request in
+flight. The answer is sent before the prediction log, the metrics and any shadow
+scoring are fed (`serving.recording`).
 
 `POST /v2/models/{name}[/versions/{version}]/infer` (the Open Inference Protocol) takes
 the same path: `infer_asgi` reads it the same way, `serving.oip_validation` turns its
 tensors into feature rows, and from the feature check on (`validate_instances`) they
-are `/v1` rows: routed, scored, logged and counted by the same `_score`. Only the
+are `/v1` rows: routed, scored, logged and counted by the same `score_rows`. Only the
 answer is written in the protocol's words (`serving.oip`).
+
+What the service holds (models, features, log, metrics) and its start and stop are
+`serving.runtime.ServingRuntime`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from functools import cached_property, partial
 
 import orjson
 
-from mlops.quality.bounds import load_served_profile
 from mlops.rollout.lock import RolloutLock
-from mlops.rollout.state import (
-    RolloutError,
-    RolloutState,
-    Variant,
-    pause_rollout,
-    resume_rollout,
-)
-from mlops.settings import Settings
+from mlops.rollout.state import RolloutError, RolloutState, Variant, pause_rollout, resume_rollout
 from serving.asgi import Answer, Receive, Scope, Send, new_request_id, read_body, send_answer
 from serving.auth import check_api_key
-from serving.entity_lookup import EntityLookup
 from serving.errors import RequestError
-from serving.loader import LoadedModel, ModelManager, ServingSnapshot
-from serving.metrics import ServingMetrics
+from serving.loader import ServingSnapshot
 from serving.oip import INFERENCE_HEADER, InferTarget, infer_body, refused
 from serving.oip_validation import parse_infer
-from serving.prediction_log import FeedbackRecord, PredictionLog, open_prediction_log
-from serving.recording import PredictionRecorder
-from serving.routing import route
-from serving.validation import (
-    PredictInput,
-    parse_json,
-    split_predict,
-    validate_feedback,
-    validate_instances,
-)
+from serving.prediction_log import FeedbackRecord
+from serving.runtime import ServingRuntime
+from serving.scoring import score_rows
+from serving.validation import parse_json, split_predict, validate_feedback, validate_instances
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +51,6 @@ PREDICT_PATH = "/v1/predict"
 _BODY_OVERHEAD_BYTES = 64 * 1024
 _BYTES_PER_ROW = 4 * 1024
 """The largest body accepted: `max_rows_per_request` rows of this size, plus overhead."""
-READY_FEATURES_WAIT_S = 60.0
-"""Start-up waits this long at most for the online store before declaring readiness."""
-SHADOW_DRAIN_S = 5.0
-"""Shutdown waits this long at most for shadow scoring under way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,117 +79,14 @@ class Incoming:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """A scored request: which model answered each row, and with what."""
+class PredictionService(ServingRuntime):
+    """Everything behind the endpoints, on the models, features, log and metrics that
+    `ServingRuntime` holds and starts."""
 
-    answered_by: list[LoadedModel]
-    probabilities: list[list[float]]
-    labels: list[int | str]
-    after: Callable[[], None]
-    """The prediction log, the metrics and any shadow scoring: run once answered."""
-
-
-def freeze_startup_objects() -> None:
-    """Move everything alive after start-up out of the garbage collector's sight.
-
-    torch, MLflow, Feast and FastAPI leave ~400k long-lived objects; every full
-    collection walks them all, which measured 220 ms here: a stall of every request in
-    flight, and the service's p99. Frozen objects are never collected (they live as
-    long as the process anyway); what requests allocate is collected as usual.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-class PredictionService:
-    """Everything behind the endpoints: models, features, batching, log, metrics."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        offload: bool = True,
-        prediction_log: PredictionLog | None = None,
-        multiprocess_metrics: bool = False,
-    ) -> None:
-        """
-        Args:
-            offload: run forward passes on a thread per model (else on the event loop).
-            prediction_log: the log to feed (default: `open_prediction_log(settings)`).
-            multiprocess_metrics: `/metrics` aggregates the values of all workers.
-        """
-        self.settings = settings
-        self.serving = settings.serving
-        self.metrics = ServingMetrics(multiprocess=multiprocess_metrics)
-        self._arriving = 0
-        self.manager = ModelManager(
-            settings, self.metrics, expecting=self._more_expected, offload=offload
-        )
-        self.recorder = PredictionRecorder(self.serving.model_name, self.metrics, prediction_log)
-        self._own_log = prediction_log is None
-        self.entities = EntityLookup(settings, self.metrics)
-        self.max_body_bytes = self.serving.max_rows_per_request * _BYTES_PER_ROW + (
-            _BODY_OVERHEAD_BYTES
-        )
-        self.started_at: datetime | None = None
-        self._opening_features: asyncio.Future[None] | None = None
-
-    def _more_expected(self) -> bool:
-        return self._arriving > 0
-
-    # --- life cycle -------------------------------------------------------------------
-
-    async def startup(self) -> None:
-        """Start the prediction log, load the models, then poll the registry."""
-        self.started_at = datetime.now(UTC)
-        recorder = self.recorder
-        if recorder.log is None:
-            recorder.log = open_prediction_log(self.settings)
-        recorder.log.start()
-        self.metrics.add_stats("mlops_prediction_log", recorder.log.stats)
-        profile = await asyncio.to_thread(
-            load_served_profile, self.settings, self.serving.model_name
-        )
-        recorder.set_contract(profile, self.settings.validation)
-        # Feast's import and store take seconds: open it while the models load.
-        self._opening_features = asyncio.ensure_future(
-            self.entities.open_quietly(f"{self.serving.model_name}_v1")
-        )
-        await self.manager.start()
-        champion = self.manager.snapshot.champion
-        if champion is not None and champion.schema.entity is not None:
-            await asyncio.wait([self._opening_features], timeout=READY_FEATURES_WAIT_S)
-            if not self.entities.serves(champion.feature_service):
-                await self.entities.open_quietly(champion.feature_service)
-        freeze_startup_objects()
-
-    @property
-    def ready(self) -> bool:
-        """A champion is loaded (and the online store was tried when it has an entity)."""
-        champion = self.manager.snapshot.champion
-        opening = self._opening_features
-        return champion is not None and (
-            champion.schema.entity is None or opening is None or opening.done()
-        )
-
-    async def shutdown(self) -> None:
-        """Stop polling, let shadow scoring finish, flush the prediction log."""
-        await self.manager.stop()
-        await self.recorder.drain(SHADOW_DRAIN_S)
-        self.entities.close()
-        if self.recorder.log is not None and self._own_log:
-            await asyncio.to_thread(self.recorder.log.close)
-        gc.unfreeze()  # let exit-time clean-ups (DuckDB's, Feast's) collect what they own
-
-    def not_ready_reason(self) -> str:
-        """Why predictions are refused with 503 (for `/readyz` and the error document)."""
-        manager = self.manager
-        if manager.snapshot.champion is not None:
-            return "opening the online feature store"
-        if manager.last_error:
-            return f"no model loaded: {manager.last_error}"
-        return f"no model loaded yet: registered model {self.serving.model_name!r} has no champion"
+    @cached_property
+    def max_body_bytes(self) -> int:
+        """The largest request body read (413 beyond)."""
+        return self.serving.max_rows_per_request * _BYTES_PER_ROW + _BODY_OVERHEAD_BYTES
 
     # --- the hot path -----------------------------------------------------------------
 
@@ -291,7 +169,9 @@ class PredictionService:
             checked, rows = await self.entities.rows(items, champion)
         self._arrived(counted)
         request_id = request.request_id
-        scored = await self._score(snapshot, champion, checked, rows, request_id, request.started)
+        scored = await score_rows(
+            self.recorder, snapshot, champion, rows, checked.entities, request_id, request.started
+        )
         predictions = [
             {
                 "prediction_id": f"{request_id}-{i}",
@@ -325,7 +205,8 @@ class PredictionService:
     ) -> Answer:
         """`POST /v2/models/{name}[/versions/{version}]/infer`: the tensors become feature
         rows (`serving.oip_validation`), which take the path of `/v1/predict` rows; a
-        version in the path answers every row (no routing), as long as it is loaded.
+        version in the path answers every row (no routing; logged `pinned`), as long as
+        it is loaded.
 
         Raises:
             RequestError: as `predict`, and 404 for a model or version not served here.
@@ -346,8 +227,15 @@ class PredictionService:
         request_id = request.request_id
         pinned = None if target.version is None else model
         rows = parsed.rows
-        scored = await self._score(
-            snapshot, champion, rows, rows.rows, request_id, request.started, pinned
+        scored = await score_rows(
+            self.recorder,
+            snapshot,
+            champion,
+            rows.rows,
+            rows.entities,
+            request_id,
+            request.started,
+            pinned,
         )
         body = infer_body(
             target.name,
@@ -374,149 +262,11 @@ class PredictionService:
             )
         return self.manager.snapshot
 
-    def check_model(self, name: str) -> None:
-        """Refuse a model name this service does not serve.
-
-        Raises:
-            RequestError: 404.
-        """
-        if name != self.serving.model_name:
-            raise RequestError(
-                404,
-                "unknown_model",
-                f"unknown model {name!r}: this service serves {self.serving.model_name!r}",
-            )
-
-    def served(
-        self, snapshot: ServingSnapshot, name: str, version: str | None
-    ) -> tuple[LoadedModel, LoadedModel]:
-        """The champion, and the loaded model that `name` and `version` name (the champion
-        when no version is given).
-
-        Raises:
-            RequestError: 404 for another model or a version not loaded here (champion or
-                challenger); 503 while no champion is loaded.
-        """
-        self.check_model(name)
-        champion = snapshot.champion
-        if champion is None:
-            raise RequestError(503, "not_ready", self.not_ready_reason())
-        if version is None:
-            return champion, champion
-        for model in snapshot.loaded:
-            if model.version == version:
-                return champion, model
-        served = ", ".join(m.version for m in snapshot.loaded)
-        raise RequestError(
-            404,
-            "unknown_version",
-            f"version {version!r} of {name!r} is not served here (served: {served})",
-        )
-
     def _arrived(self, counted: list[bool] | None) -> None:
         """The request's rows are ready to score: it no longer counts as arriving."""
         if counted is not None and counted[0]:
             counted[0] = False
             self._arriving -= 1
-
-    async def _score(
-        self,
-        snapshot: ServingSnapshot,
-        champion: LoadedModel,
-        request: PredictInput,
-        rows: list[dict[str, Any]],
-        request_id: str,
-        started: float,
-        pinned: LoadedModel | None = None,
-    ) -> Scored:
-        """Route each row (unless `pinned` answers them all) and score it.
-
-        Raises:
-            RequestError: 500 when the champion failed (counted; nothing is logged).
-        """
-        n = len(rows)
-        keys = request.entities
-        challenger = snapshot.challenger
-        answered_by: list[LoadedModel] = [pinned or champion] * n
-        mirrored: list[int] = []
-        if pinned is None and challenger is not None and snapshot.routable_challenger:
-            rollout = snapshot.rollout
-            for i in range(n):
-                key = keys[i]
-                decision = route(request_id if key is None else str(key), rollout, True)
-                if decision.answer is Variant.CHALLENGER:
-                    answered_by[i] = challenger
-                if decision.mirror_to_challenger:
-                    mirrored.append(i)
-        challenger_rows = (
-            [i for i in range(n) if answered_by[i] is not champion] if challenger else []
-        )
-        failures: dict[int, str] = {}
-        probabilities: list[list[float]] = [[] for _ in range(n)]
-        if not challenger_rows:
-            try:
-                probabilities = await champion.batcher.submit(rows)
-            except Exception as exc:
-                raise self._failed(champion, request_id, exc, n) from exc
-        else:
-            assert challenger is not None
-            champion_rows = [i for i in range(n) if answered_by[i] is champion]
-            outcome = await asyncio.gather(
-                champion.batcher.submit([rows[i] for i in champion_rows]),
-                challenger.batcher.submit([rows[i] for i in challenger_rows]),
-                return_exceptions=True,
-            )
-            if isinstance(outcome[0], BaseException):
-                raise self._failed(champion, request_id, outcome[0], n) from outcome[0]
-            for i, p in zip(champion_rows, outcome[0], strict=True):
-                probabilities[i] = p
-            if isinstance(outcome[1], BaseException):
-                # The challenger failed: the champion answers instead, the error is logged.
-                logger.warning("challenger v%s failed: %s", challenger.version, outcome[1])
-                for i in challenger_rows:
-                    failures[i] = f"{type(outcome[1]).__name__}: {outcome[1]}"
-                    answered_by[i] = champion
-                try:
-                    fallback = await champion.batcher.submit([rows[i] for i in challenger_rows])
-                except Exception as exc:
-                    raise self._failed(champion, request_id, exc, n) from exc
-                for i, p in zip(challenger_rows, fallback, strict=True):
-                    probabilities[i] = p
-            else:
-                for i, p in zip(challenger_rows, outcome[1], strict=True):
-                    probabilities[i] = p
-
-        labels: list[int | str] = [
-            model.classes[p.index(max(p))]
-            for model, p in zip(answered_by, probabilities, strict=True)
-        ]
-        latency = time.perf_counter() - started
-        recorder = self.recorder
-
-        def after() -> None:
-            recorder.record_answer(
-                champion,
-                challenger,
-                rows,
-                keys,
-                answered_by,
-                probabilities,
-                labels,
-                failures,
-                request_id,
-                latency,
-            )
-            if mirrored and challenger is not None:
-                recorder.score_shadow(challenger, rows, keys, mirrored, request_id)
-
-        return Scored(answered_by, probabilities, labels, after)
-
-    def _failed(
-        self, champion: LoadedModel, request_id: str, exc: BaseException, rows: int
-    ) -> RequestError:
-        """Count the champion's failure; the 500 to answer."""
-        self.recorder.record_failure(champion, request_id, exc, rows)
-        return RequestError(500, "prediction_failed", f"the model failed: {exc}")
 
     # --- the other endpoints ----------------------------------------------------------
 

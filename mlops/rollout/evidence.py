@@ -2,12 +2,15 @@
 
 Inputs are the frames the prediction-log helpers return (`read_predictions`,
 `read_feedback`): one row per scored request and model, with columns
-`prediction_id, request_id, model_name, model_version, variant, shadow, entity,
-score, prediction, latency_ms, status, error, ts` (`score`: probability of the
-positive class), and one row per label, `prediction_id, label, ts` (the label as
+`prediction_id, request_id, model_name, model_version, variant, shadow, pinned,
+entity, score, prediction, latency_ms, status, error, ts` (`score`: probability of
+the positive class), and one row per label, `prediction_id, label, ts` (the label as
 the class, e.g. "1"). In shadow, the challenger's mirrored row has the id of the
 champion's answer plus `SHADOW_SUFFIX` (or the same id): that pairs the two, and
 the label of the answered prediction serves both.
+
+Only routed rows are evidence (`mlops.traffic.routed`): a row whose version the
+client pinned was not assigned at random, so both windows leave it out.
 
 Two windows:
 
@@ -41,6 +44,7 @@ from mlops.labels import latest_labels
 from mlops.rollout.sequential import MetricEvidence, Moments, log_loss
 from mlops.rollout.state import RolloutState, Variant
 from mlops.settings import RolloutSettings
+from mlops.traffic import routed
 
 SHADOW_SUFFIX = "-shadow"
 """How the service names a mirrored row: `<answered prediction id>-shadow`."""
@@ -228,7 +232,7 @@ def _prepare(predictions: pd.DataFrame, model_name: str) -> pd.DataFrame:
     if missing and not predictions.empty:
         raise ValueError(f"the prediction log lacks columns {missing}")
     frame = predictions.reindex(columns=list(dict.fromkeys([*predictions.columns, *COLUMNS])))
-    frame = frame[frame["model_name"].astype(str) == model_name].copy()
+    frame = routed(frame[frame["model_name"].astype(str) == model_name]).copy()
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     error = frame["error"]
     has_error = error.notna() & (error.astype(str).str.strip() != "")

@@ -14,19 +14,19 @@ from typing import Any
 
 import orjson
 import pandas as pd
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mlops.settings import Settings
 from mlops.timestamps import utc_or_none
-from serving.prediction_log.records import SCHEMAS, TIMESTAMP, RecordKind
+from serving.prediction_log.records import SCHEMAS, TIMESTAMP, RecordKind, conform
 from serving.prediction_log.sinks import (
     FEEDBACK_TABLE,
     PREDICTIONS_TABLE,
     connect_postgres,
     prediction_log_url,
+    table_columns,
 )
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -36,6 +36,7 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "model_version",
     "variant",
     "shadow",
+    "pinned",
     "entity",
     "prediction",
     "probabilities",
@@ -59,7 +60,8 @@ def read_predictions(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> pd.DataFrame:
-    """One row per prediction (shadow ones included: filter on `shadow`), oldest first.
+    """One row per prediction (shadow and pinned ones included: filter on `shadow`,
+    `pinned`), oldest first.
 
     Columns: `PREDICTION_COLUMNS`, then one column per feature under the name the
     request used (a feature named like a fixed column gets the prefix `feature_`;
@@ -160,7 +162,7 @@ def _read_parquet(
     for expression in _conditions(model_name, since, until):
         condition = expression if condition is None else condition & expression
     dataset = ds.dataset(files, schema=schema, format="parquet")
-    return dataset.to_table(filter=condition)
+    return conform(kind, dataset.to_table(filter=condition))
 
 
 def _conditions(
@@ -185,9 +187,6 @@ def _read_postgres(
 ) -> pa.Table:
     schema = SCHEMAS[kind]
     table_name = PREDICTIONS_TABLE if kind == "predictions" else FEEDBACK_TABLE
-    columns = ", ".join(
-        "features::text AS features" if name == "features" else name for name in schema.names
-    )
     where: list[str] = []
     params: list[object] = []
     if model_name is not None and kind == "predictions":
@@ -199,16 +198,26 @@ def _read_postgres(
     if until is not None:
         where.append("ts < %s")
         params.append(until)
-    query = f"SELECT {columns} FROM {table_name}"
-    if where:
-        query += " WHERE " + " AND ".join(where)
     with connect_postgres(url) as conn:
-        try:
-            rows = conn.execute(query, params).fetchall()
-        except psycopg.errors.UndefinedTable:
+        present = table_columns(conn, table_name)
+        if not present:
             return schema.empty_table()
+        # A column added since the table was created reads as null (`conform` fills it).
+        columns = ", ".join(
+            "features::text AS features"
+            if name == "features"
+            else name
+            if name in present
+            else f"NULL AS {name}"
+            for name in schema.names
+        )
+        query = f"SELECT {columns} FROM {table_name}"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        rows = conn.execute(query, params).fetchall()
     if not rows:
         return schema.empty_table()
-    return pa.table(
+    table = pa.table(
         {name: [row[i] for row in rows] for i, name in enumerate(schema.names)}, schema=schema
     )
+    return conform(kind, table)

@@ -4,6 +4,10 @@ Records stay Python objects on the request path (`PredictionLog.submit` only app
 them to a deque); the writer thread turns a batch into an Arrow table with
 `to_table`, and from there on every sink and every spill file deals in tables of one
 of the two fixed schemas below.
+
+A column added after the first release (`ADDED_PREDICTION_COLUMNS`) is absent from the
+part files, spill files and PostgreSQL tables written before it: `conform` gives
+those rows the value that column means for them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Literal
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlops.timestamps import as_utc
 
@@ -46,6 +51,9 @@ class PredictionRecord:
     status: str  # "ok" | "error"
     error: str | None
     ts: datetime  # UTC (a naive datetime is taken as UTC)
+    # The client named the version (`/v2/models/{name}/versions/{version}/infer`), not
+    # the router: answered and logged, but no rollout or drift evidence.
+    pinned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,7 @@ PREDICTION_SCHEMA = pa.schema(
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("variant", pa.string(), nullable=False),
         pa.field("shadow", pa.bool_(), nullable=False),
+        pa.field("pinned", pa.bool_(), nullable=False),
         pa.field("entity", pa.string()),
         # JSON text: models differ in their features, so a struct column would not
         # unify across part files; readers expand it into one column per feature.
@@ -93,6 +102,10 @@ SCHEMAS: dict[RecordKind, pa.Schema] = {
     "feedback": FEEDBACK_SCHEMA,
 }
 
+ADDED_PREDICTION_COLUMNS: dict[str, object] = {"pinned": False}
+"""Prediction columns added since the first release, and their value in rows written
+before them (every row was routed before a version could be pinned)."""
+
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
@@ -110,6 +123,7 @@ def _predictions_table(records: Sequence[PredictionRecord]) -> pa.Table:
         columns["model_version"].append(str(r.model_version))
         columns["variant"].append(r.variant)
         columns["shadow"].append(bool(r.shadow))
+        columns["pinned"].append(bool(r.pinned))
         columns["entity"].append(None if r.entity is None else str(r.entity))
         columns["features"].append(features_json(r.features))
         columns["probabilities"].append([float(p) for p in r.probabilities])
@@ -165,8 +179,20 @@ def to_table(
 
 
 def conform(kind: RecordKind, table: pa.Table) -> pa.Table:
-    """A table read back from storage, in exactly the schema of its kind."""
+    """A table read back from storage, in exactly the schema of its kind.
+
+    Rows written before a column was added lack it (an older spill file), or read it
+    as null (an older part file read through a dataset of today's schema): they get
+    the column's `ADDED_PREDICTION_COLUMNS` value.
+    """
     schema = SCHEMAS[kind]
+    if kind == "predictions":
+        for name, value in ADDED_PREDICTION_COLUMNS.items():
+            field = schema.field(name)
+            if name not in table.column_names:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            filled = pc.fill_null(table.column(name), pa.scalar(value, field.type))
+            table = table.set_column(table.column_names.index(name), field, filled)
     return table.select(schema.names).cast(schema)
 
 

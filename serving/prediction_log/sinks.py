@@ -10,11 +10,16 @@ writing and deleting a spill file) without duplicating rows:
 - `PostgresSink` inserts through a staging table with `ON CONFLICT DO NOTHING` on the
   primary key `prediction_id` (feedback: the latest label wins).
 
+A table an older version created gets the columns added since
+(`ADDED_PREDICTION_COLUMNS`) on a writer's first connection, with a default that an
+older writer still inserting beside it relies on.
+
 Only the writer thread of one `PredictionLog` calls a sink; sinks are not thread-safe.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from datetime import date
@@ -29,7 +34,14 @@ from psycopg import sql
 
 from mlops.errors import ConfigError
 from mlops.settings import Profile, Settings
-from serving.prediction_log.records import SCHEMAS, RecordKind, content_digest
+from serving.prediction_log.records import (
+    ADDED_PREDICTION_COLUMNS,
+    SCHEMAS,
+    RecordKind,
+    content_digest,
+)
+
+logger = logging.getLogger(__name__)
 
 PREDICTIONS_TABLE = "prediction_log"
 FEEDBACK_TABLE = "prediction_feedback"
@@ -42,6 +54,7 @@ CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} (
     model_version  text NOT NULL,
     variant        text NOT NULL,
     shadow         boolean NOT NULL,
+    pinned         boolean NOT NULL DEFAULT false,
     entity         text,
     features       jsonb NOT NULL,
     probabilities  double precision[] NOT NULL,
@@ -63,6 +76,9 @@ CREATE INDEX IF NOT EXISTS {FEEDBACK_TABLE}_ts_idx ON {FEEDBACK_TABLE} (ts);
 """
 """The two tables (created when absent). No foreign key from feedback to predictions:
 a label may land before its prediction does (while that one waits in a spill file)."""
+
+_ADDED_COLUMN_TYPES: dict[str, str] = {"pinned": "boolean"}
+"""The SQL types of `ADDED_PREDICTION_COLUMNS`, for a table created without them."""
 
 _STAGING_DDL = f"""
 CREATE TEMP TABLE IF NOT EXISTS _stage_{PREDICTIONS_TABLE}
@@ -194,12 +210,40 @@ def connect_postgres(
     )
 
 
+def table_columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
+    """The columns of `table`, its name resolved as a query would; empty when absent."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s::text) "
+        "AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
 def ensure_postgres_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create the tables when absent; an advisory lock serialises concurrent workers
-    (two `CREATE TABLE IF NOT EXISTS` racing can otherwise fail)."""
+    """Create the tables when absent, and add the columns an older version's table
+    lacks; an advisory lock serialises concurrent workers (two `CREATE TABLE IF NOT
+    EXISTS` racing can otherwise fail, and two workers would add a column twice).
+
+    Only a missing column is altered: `ALTER TABLE` takes an exclusive lock even when
+    it changes nothing, and would queue every insert behind a long read.
+    """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_ADVISORY_LOCK_KEY,))
         conn.execute(POSTGRES_DDL)
+        present = table_columns(conn, PREDICTIONS_TABLE)
+        for name, value in ADDED_PREDICTION_COLUMNS.items():
+            if name in present:
+                continue
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN {} {} NOT NULL DEFAULT {}").format(
+                    sql.Identifier(PREDICTIONS_TABLE),
+                    sql.Identifier(name),
+                    sql.SQL(_ADDED_COLUMN_TYPES[name]),
+                    sql.Literal(value),
+                )
+            )
+            logger.info("prediction log: added column %s.%s", PREDICTIONS_TABLE, name)
 
 
 class PostgresSink:

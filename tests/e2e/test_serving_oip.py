@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from mlops.rollout.state import RolloutStatus
 from mlops.settings import Settings
+from serving.prediction_log import read_predictions
 from tests.serving_support import (  # noqa: F401  (fixtures)
     API_KEY,
     SPEC,
@@ -145,6 +146,10 @@ def test_inference_answers_what_v1_answers(
 def test_a_version_in_the_path_answers_every_row(
     service: Service, client: triton.InferenceServerClient
 ) -> None:
+    """And its rows are logged `pinned` (not rollout or drift evidence: the client chose
+    the model, not the router), counted in the metrics as any other."""
+    labels = {"model": service.name, "version": "2", "variant": "challenger"}
+    rows_scored = service.metric("mlops_serving_predictions_total", shadow="false", **labels)
     rows = service.models.rows(4)
     outputs = [triton.InferRequestedOutput("probabilities", binary_data=False)]
     result = client.infer(
@@ -154,6 +159,21 @@ def test_a_version_in_the_path_answers_every_row(
     assert [o["name"] for o in result.get_response()["outputs"]] == ["probabilities"]
     expected = service.models.models[1].predict_proba_records(rows)
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-5)
+    assert (
+        service.metric("mlops_serving_predictions_total", shadow="false", **labels)
+        == rows_scored + 4
+    )
+
+    routed = client.infer(service.name, columnar(service, rows[:1]), headers=KEY)
+    pinned_id = result.get_response()["parameters"]["request_id"]
+    routed_id = routed.get_response()["parameters"]["request_id"]
+    log = service.app.service.recorder.log
+    assert log is not None
+    log.flush(timeout=30)
+    logged = read_predictions(service.settings, model_name=service.name)
+    mine = logged[logged["request_id"].isin([pinned_id, routed_id])]
+    found = zip(mine["request_id"], mine["model_version"], mine["pinned"].tolist(), strict=True)
+    assert sorted(found) == sorted([(pinned_id, "2", True)] * 4 + [(routed_id, "1", False)])
 
 
 def test_metrics_and_the_log_count_inferences_as_predictions(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -21,6 +22,7 @@ import pytest
 
 from mlops.settings import ServingSettings, Settings
 from serving.prediction_log import (
+    POSTGRES_DDL,
     FeedbackRecord,
     PostgresSink,
     PredictionLog,
@@ -143,8 +145,9 @@ def test_no_row_lost_when_the_database_stops_and_starts_mid_load(
     assert stats["queued"] == stats["in_flight"] == stats["spill_files"] == 0
 
 
-def test_round_trip_on_the_shared_server(postgres_url: str, tmp_path: Path) -> None:
-    settings = Settings(
+def on_server(postgres_url: str, tmp_path: Path) -> Settings:
+    """Settings whose prediction log is the database of `postgres_url`."""
+    return Settings(
         home=tmp_path / "state",
         serving=ServingSettings(
             prediction_log_url=postgres_url.replace("postgresql://", "postgresql+psycopg://"),
@@ -152,6 +155,10 @@ def test_round_trip_on_the_shared_server(postgres_url: str, tmp_path: Path) -> N
         ),
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+def test_round_trip_on_the_shared_server(postgres_url: str, tmp_path: Path) -> None:
+    settings = on_server(postgres_url, tmp_path)
     rows = [record(i, request="rt") for i in range(20)] + [record(100, request="rt", model="other")]
     with open_prediction_log(settings) as log:
         log.submit(rows)
@@ -205,3 +212,40 @@ def test_round_trip_on_the_shared_server(postgres_url: str, tmp_path: Path) -> N
             "WHERE prediction_id = 'rt-3'"
         ).fetchone()
     assert amount == ("4.5", [0.97, 0.03])
+
+
+OLDER_INSERT = (
+    "INSERT INTO prediction_log (prediction_id, request_id, model_name, model_version, "
+    "variant, shadow, features, probabilities, prediction, latency_ms, status, ts) "
+    "VALUES (%s, 'old', 'card_fraud', '7', 'champion', false, '{}', '{0.9,0.1}', '0', 1.0, "
+    "'ok', %s)"
+)
+"""An insert of the version before `pinned`, which names only the columns it knew."""
+
+
+def test_a_table_of_an_older_version_gains_the_pinned_column(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Its rows were all routed and read so, before and after the new writer adds the
+    column; an older writer beside the new one still inserts (the column's default)."""
+    pinned_column = "    pinned         boolean NOT NULL DEFAULT false,\n"
+    assert pinned_column in POSTGRES_DDL
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(POSTGRES_DDL.replace(pinned_column, ""))
+        conn.execute(OLDER_INSERT, ("old-1", T0))
+    settings = on_server(postgres_url, tmp_path)
+    assert read_predictions(settings)["pinned"].tolist() == [False]
+
+    with open_prediction_log(settings) as log:
+        log.submit([replace(record(1, request="new"), pinned=True), record(2, request="new")])
+        log.flush(timeout=20)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(OLDER_INSERT, ("old-2", T0 + timedelta(seconds=1)))
+
+    frame = read_predictions(settings)
+    assert dict(zip(frame["prediction_id"], frame["pinned"].tolist(), strict=True)) == {
+        "old-1": False,
+        "old-2": False,
+        "new-1": True,
+        "new-2": False,
+    }

@@ -1,5 +1,5 @@
 """Feedback labels: one spelling per class, a corrected label replaces the first, and
-the monitor reads them for the champion's answers only."""
+the monitor reads them for the champion's routed answers only."""
 
 from __future__ import annotations
 
@@ -60,3 +60,24 @@ def test_the_monitor_window_holds_only_the_champions_answers() -> None:
     window = labelled_window(predictions, feedback, schema, version="2")
 
     assert window.to_dict("records") == [{"amount": 10.0, "score": 0.9, "label": 1.0}]
+
+
+def test_the_monitor_window_leaves_pinned_versions_out() -> None:
+    """Rows whose version a client named (`/v2/.../versions/{version}/infer`) are that
+    client's choice of traffic, not the live population; a row without the flag (an
+    older log) was routed."""
+    predictions = pd.DataFrame(
+        {
+            "prediction_id": ["p1", "p2", "p3"],
+            "model_version": ["2", "2", "2"],
+            "shadow": [False, False, False],
+            "pinned": [False, True, None],
+            "score": [0.9, 0.8, 0.7],
+            "amount": [10.0, 20.0, 30.0],
+        }
+    )
+    schema = FeatureSchema(numeric=("amount",), categorical=())
+
+    window = labelled_window(predictions, predictions.iloc[0:0], schema, version="2")
+
+    assert window["amount"].tolist() == [10.0, 30.0]

@@ -1,10 +1,12 @@
-"""The prediction log: parquet round trip, spilling, replay, overflow, never blocking."""
+"""The prediction log: parquet round trip, spilling, replay, overflow, never blocking,
+and the files of an older version (without the columns added since) still read."""
 
 from __future__ import annotations
 
 import math
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -190,6 +192,33 @@ def test_parquet_round_trip_through_readers(fast_settings: Settings) -> None:
     }
     late = read_feedback(fast_settings, since=T0 + timedelta(minutes=5, seconds=30))
     assert list(late["prediction_id"]) == ["req-1"]
+
+
+def test_files_written_before_the_pinned_column_read_as_routed(
+    fast_settings: Settings, make_log: Callable[..., PredictionLog], spill_dir: Path
+) -> None:
+    """Part files and spill files of a version before `pinned` lack the column: every
+    row was routed then. Rows of a pinned version read back pinned."""
+    sink = ParquetSink(fast_settings.predictions_dir)
+    older, _ = to_table("predictions", predictions(3, request="old"))
+    sink.write("predictions", older.drop_columns(["pinned"]))
+    spilled, _ = to_table("predictions", predictions(2, request="spilled"))
+    SpillDir(spill_dir).write("predictions", spilled.drop_columns(["pinned"]))
+    log = make_log(sink)
+    log.start()  # replays the older spill file
+    log.submit([replace(row, pinned=True) for row in predictions(2, request="pinned")])
+    log.flush(timeout=10)
+
+    frame = read_predictions(fast_settings)
+    assert dict(zip(frame["prediction_id"], frame["pinned"].tolist(), strict=True)) == {
+        "old-0": False,
+        "old-1": False,
+        "old-2": False,
+        "spilled-0": False,
+        "spilled-1": False,
+        "pinned-0": True,
+        "pinned-1": True,
+    }
 
 
 def test_readers_on_an_empty_log(settings: Settings) -> None:

@@ -159,6 +159,7 @@ class Log:
         ts: datetime,
         prediction_id: str | None = None,
         shadow: bool = False,
+        pinned: bool = False,
         latency_ms: float = 5.0,
         error: str | None = None,
         label: int | None = None,
@@ -175,6 +176,7 @@ class Log:
                 "model_version": "2" if variant is Variant.CHALLENGER else "1",
                 "variant": variant.value,
                 "shadow": shadow,
+                "pinned": pinned,
                 "entity": entity,
                 "score": None if error else score,
                 "prediction": None if error or score is None else int(score >= 0.5),
@@ -410,6 +412,32 @@ def test_evidence_pairs_shadow_rows_and_keeps_the_rest_unpaired() -> None:
     losses = evidence_of(log, state, T0).losses
     assert (losses.paired.n, losses.challenger.n, losses.champion.n) == (50, 40, 60)
     assert losses.champion.mean == pytest.approx(-np.log(0.2))
+
+
+def test_rows_of_a_pinned_version_are_not_evidence() -> None:
+    """A client that names the version (`/v2/models/{name}/versions/{version}/infer`)
+    chose the model, not the router: however many its rows, however good or bad, the
+    comparison stays the one of randomly routed traffic."""
+    log, state = Log(), state_at(2)
+    for i in range(400):
+        ts = T0 + timedelta(seconds=i)
+        log.add(Variant.CHALLENGER if i % 4 == 0 else Variant.CHAMPION, 0.3, ts=ts, label=i % 2)
+    now = T0 + timedelta(hours=1)
+    routed_only = evidence_of(log, state, now)
+
+    early = T0 - timedelta(hours=1)  # would open the champion's window an hour earlier
+    log.add(Variant.CHALLENGER, 0.01, ts=early, label=0, pinned=True)
+    for i in range(300):
+        ts = T0 + timedelta(minutes=10, seconds=i)
+        log.add(Variant.CHALLENGER, 0.01, ts=ts, label=0, pinned=True, latency_ms=900.0)
+        log.add(Variant.CHAMPION, 0.99, ts=ts, label=0, pinned=True, error="boom")
+        log.add(Variant.CHAMPION, 0.3, ts=early, label=1, pinned=True)
+    evidence = evidence_of(log, state, now)
+
+    assert evidence.summary() == routed_only.summary()
+    assert (evidence.challenger.predictions, evidence.champion.predictions) == (100, 300)
+    assert evidence.champion.errors == 0 and evidence.challenger.p99_latency_ms is None
+    assert decide(state, evidence, SETTINGS, now) == decide(state, routed_only, SETTINGS, now)
 
 
 # --- applying decisions -------------------------------------------------------------------
