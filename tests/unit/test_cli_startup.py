@@ -54,3 +54,14 @@ def test_a_missing_batch_is_refused_before_anything_heavy_starts(tmp_path: Path)
     result = _invoke("pipeline", "run", "--data", str(tmp_path / "nope.parquet"))
     assert result["code"] == 1 and "batch not found" in str(result["output"])
     assert result["heavy"] == []
+
+
+def test_the_canary_flow_loads_without_torch_or_matplotlib() -> None:
+    """A rollout step reads the registry and the prediction log; it loads no model, so its
+    flow run (every few minutes, `canary-rollout/resume`) need not import torch."""
+    probe = (
+        "import json, sys; import flows.canary; "
+        "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules} & {'torch', 'matplotlib'})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
