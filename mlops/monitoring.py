@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -58,7 +59,9 @@ from mlops.settings import Settings
 from mlops.sources import read_frame
 from mlops.storage import local_path
 from mlops.traffic import routed
-from quantization.served import ServedModel
+
+if TYPE_CHECKING:  # the model is loaded only to build a reference (cached per version)
+    from quantization.served import ServedModel
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -18,10 +19,11 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from mlops.contracts import ModelVersionRef
 from mlops.errors import ArtifactIntegrityError
-from mlops.modeling.artifact import MODEL_JSON
 from mlops.settings import Settings
 from mlops.tracking.mlflow_tracking import configure_artifact_access
-from quantization.served import ServedModel, load_served_model
+
+if TYPE_CHECKING:  # loading a model needs torch: imported where a model is loaded
+    from quantization.served import ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ def download_model(uri: str, destination: Path) -> Path:
     """
     from mlflow.artifacts import download_artifacts
 
+    from mlops.modeling.artifact import MODEL_JSON
+
     destination.mkdir(parents=True, exist_ok=True)
     root = Path(download_artifacts(artifact_uri=uri, dst_path=str(destination)))
     found = sorted(root.rglob(MODEL_JSON))
@@ -139,6 +143,8 @@ def load_logged_model(uri: str, sha256: str | None) -> ServedModel:
         ArtifactIntegrityError: no digest to check (`sha256` missing or empty), no model
             artifact of ours at `uri`, a digest other than `sha256`, or malformed content.
     """
+    from quantization.served import load_served_model
+
     if not sha256:
         raise ArtifactIntegrityError(f"{uri} has no {SHA_TAG} to verify: refusing to load it")
     with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:

@@ -1,4 +1,8 @@
-"""Experiment tracking on MLflow: configuration, the parent training run, trial runs, plots."""
+"""Experiment tracking on MLflow: configuration, the parent training run, trial runs.
+
+The plots live in `mlops.tracking.plots` (matplotlib, about a second of import): the
+registry and the canary, which read tags through this package, do not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ from mlops.tracking.mlflow_tracking import (
     start_parent_run,
     tracking_client,
 )
-from mlops.tracking.plots import log_figure, log_study_plots, study_figures
 from mlops.tracking.trials import (
     TAG_TRIAL_ERROR,
     TAG_TRIAL_NUMBER,
@@ -47,9 +50,6 @@ __all__ = [
     "configure_tracking",
     "ensure_experiment",
     "experiment_name",
-    "log_figure",
-    "log_study_plots",
     "start_parent_run",
-    "study_figures",
     "tracking_client",
 ]

@@ -23,11 +23,10 @@ from mlops.tracking import (
     TrialTracker,
     configure_tracking,
     ensure_experiment,
-    log_study_plots,
     start_parent_run,
-    study_figures,
     tracking_client,
 )
+from mlops.tracking.plots import log_study_plots, study_figures
 from mlops.tuning import TuningData, open_study, run_trials
 from tests.unit.tuning_support import psycopg_url, toy_fit, write_tuning_data
 

@@ -54,3 +54,17 @@ def test_a_missing_batch_is_refused_before_anything_heavy_starts(tmp_path: Path)
     result = _invoke("pipeline", "run", "--data", str(tmp_path / "nope.parquet"))
     assert result["code"] == 1 and "batch not found" in str(result["output"])
     assert result["heavy"] == []
+
+
+@pytest.mark.parametrize("flow_module", ["flows.canary", "flows.drift"])
+def test_the_scheduled_flows_load_without_torch_or_matplotlib(flow_module: str) -> None:
+    """A rollout step and a monitor run (every few minutes each) read the registry and the
+    prediction log; the monitor loads the champion only to build a reference, cached per
+    version. Their flow runs need not import torch or matplotlib when they start."""
+    probe = (
+        f"import json, sys; import {flow_module}; "
+        "loaded = {n.split('.')[0] for n in sys.modules}; "
+        "print(json.dumps(sorted(loaded & {'torch', 'matplotlib'})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
