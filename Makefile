@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+# Test processes of `make test`: most end-to-end tests wait on servers, workers and late
+# labels, so two processes keep both cores busy (tests/conftest.py puts the longest first).
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-unit lint format bench up down deploy prefect-ui mlflow-ui feast-ui clean
@@ -43,8 +46,8 @@ $(CHROMIUM):
 demo: $(STAMP) ## run the training pipeline on the synthetic baseline, then show a bad batch being refused
 	$(BIN)/mlops demo
 
-test: $(STAMP) $(CHECKOV) $(CHROMIUM) ## run every test (unit, model, integration, e2e) against the real local services
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(STAMP) $(CHECKOV) $(CHROMIUM) ## run every test (unit, model, integration, e2e) against the real local services [TEST_WORKERS=n]
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## run the fast tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

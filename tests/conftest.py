@@ -106,8 +106,26 @@ def prefect_api_url() -> Iterator[str]:
         yield url
 
 
+LONGEST_FIRST = (
+    "e2e/test_scenario_drift_recovery.py",
+    "e2e/test_hostile_timings.py",
+    "e2e/test_training_pipeline.py",
+    "e2e/test_cli.py",
+    "e2e/test_event_retraining.py",
+    "integration/test_production_profile.py",
+    "integration/test_localstack_production.py",
+    "integration/test_batch_scoring.py",
+    "e2e/test_two_workers.py",
+    "integration/test_dask_study.py",
+    "e2e/test_silent_runs.py",
+)
+"""The modules that take longest (minutes each), started first: `make test` spreads whole
+modules over its processes (`--dist loadfile`) in collection order, so a long module
+collected last would keep one process busy after the other ran out of work."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its folder's tier."""
+    """Mark each test with its folder's tier; put the longest modules first."""
     root = Path(__file__).parent
     for item in items:
         if any(item.get_closest_marker(tier) for tier in TIERS):
@@ -115,3 +133,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = item.path.relative_to(root).parts[0]
         if folder in TIERS:
             item.add_marker(getattr(pytest.mark, folder))
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+
+    def order(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(root).as_posix(), len(rank))
+
+    items.sort(key=order)  # stable: the rest keep their order

@@ -40,3 +40,11 @@ def test_every_module_of_mlops_has_a_layer() -> None:
         if (path.suffix == ".py" and path.name != "__init__.py") or (path / "__init__.py").is_file()
     }
     assert modules - declared == set()
+
+
+def test_the_longest_first_modules_exist() -> None:
+    """`tests/conftest.py` starts these first; a renamed module would silently go last."""
+    from tests.conftest import LONGEST_FIRST
+
+    missing = [name for name in LONGEST_FIRST if not (REPO / "tests" / name).is_file()]
+    assert missing == []
