@@ -30,6 +30,7 @@ from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 import mlops.events
 from devstack.localstack import quiet_prefect_file
 from mlops.events import DRIFT_DETECTED, MODEL_REGISTERED, model_resource, model_resource_id
+from mlops.settings import RowPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -193,6 +194,18 @@ def test_a_drift_event_is_templated_into_a_retraining_request() -> None:
     assert request.model_name == "card_fraud" and request.drift_share == 0.75
     assert request.drifted_features == ("amount", "channel")
     assert request.onset == onset and request.reason == "3 of 4 features drifted"
+    assert params.policy is RowPolicy.QUARANTINE_ROWS
+
+
+def test_unattended_retraining_quarantines_bad_rows_instead_of_refusing_the_window() -> None:
+    # A soak found one plausible outlier (0.01 % of a window) rejecting every retraining
+    # while it stayed in the window; a person's own batch keeps the settings' policy.
+    for name in ("scheduled", "on-drift", "scheduled-ecs", "on-drift-ecs"):
+        deployment = DEPLOYMENTS[name]
+        parameters = trigger(name)["parameters"] if "triggers" in deployment else None
+        params = (parameters or deployment["parameters"])["params"]
+        assert params["policy"] == RowPolicy.QUARANTINE_ROWS.value, name
+    assert "policy" not in DEPLOYMENTS["manual"]["parameters"]["params"]
 
 
 def test_a_minimal_drift_event_still_starts_a_run() -> None:
