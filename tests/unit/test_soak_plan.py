@@ -138,3 +138,5 @@ def test_a_soak_keeps_its_configuration_and_judges_with_the_monitors_whole_windo
     assert SoakConfig.load(tmp_path) == config
     # A shift shows in every verdict whose window (30 min) holds its rows, one run late.
     assert config.grace_s == config.monitor_window_s + config.monitor_every_s == 35 * 60
+    # An alarm's window holds 10 min of labelled traffic; a retraining asks for 3/4 of it.
+    assert config.min_new_rows == 2_700
