@@ -33,22 +33,28 @@ import orjson
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlops.rollout.state import RolloutState
 from mlops.settings import Settings
-from serving.asgi import JSON, Answer, Receive, Scope, Send, new_request_id
+from serving.asgi import JSON, Answer, Receive, Scope, Send, new_request_id, read_body, require_json
 from serving.auth import admin_dependency, admin_scheme, api_key_dependency, api_key_scheme
 from serving.errors import FieldIssue, RequestError
 from serving.openapi_models import (
-    ERROR_RESPONSES,
-    FeedbackRequest,
     FeedbackResponse,
-    PredictRequest,
+    HealthResponse,
+    ModelsResponse,
+    NotReadyResponse,
     PredictResponse,
+    ReadyResponse,
+    ReloadResponse,
+    ServedShape,
+    error_responses,
+    request_schemas,
 )
 from serving.service import PREDICT_PATH, PredictionService
-from serving.validation import parse_json
+from serving.validation import parse_json, validate_pause
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +103,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.service = service
-    require_key = [Depends(api_key_dependency(settings)), Security(api_key_scheme)]
+    # the document shows the API key only where one is asked for
+    keyed = settings.serving.api_key is not None
+    key_scheme = [Security(api_key_scheme)] if keyed else []
+    key_errors = (401, 403) if keyed else ()
+    require_key = [Depends(api_key_dependency(settings)), *key_scheme]
     require_admin = [Depends(admin_dependency(settings)), Security(admin_scheme)]
 
     @app.exception_handler(RequestError)
@@ -122,7 +132,10 @@ def create_app(
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         error = RequestError(
-            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=exc.headers,  # a 405's `Allow`
         )
         return await _refused(request, error)
 
@@ -136,8 +149,8 @@ def create_app(
         PREDICT_PATH,
         summary="Predict from feature rows or entity keys",
         response_model=PredictResponse,
-        responses=ERROR_RESPONSES,
-        dependencies=[Security(api_key_scheme)],
+        responses=error_responses(400, *key_errors, 404, 413, 415, 422, 500, 503),
+        dependencies=key_scheme,
         tags=["predict"],
     )
     async def predict(request: Request) -> Response:
@@ -145,9 +158,8 @@ def create_app(
         service normally answers this path in `PredictionService.predict_asgi`."""
         started = time.perf_counter()
         request_id = new_request_id(request.headers.get("x-request-id"))
-        body = await request.body()
         answer = await service.predict(
-            body,
+            lambda: _body(request, service.max_body_bytes),
             request.headers.get("x-api-key"),
             request.headers.get("content-type"),
             request_id,
@@ -162,30 +174,42 @@ def create_app(
         summary="Labels that arrived after the prediction",
         status_code=202,
         response_model=FeedbackResponse,
-        responses=ERROR_RESPONSES,
+        responses=error_responses(400, *key_errors, 413, 415, 422, 500, 503),
         dependencies=require_key,
         tags=["predict"],
     )
     async def feedback(request: Request) -> Response:
         request_id = new_request_id(request.headers.get("x-request-id"))
-        answer = service.feedback(await request.body(), request_id)
+        require_json(request.headers.get("content-type"))
+        body = await _body(request, service.max_body_bytes)
+        answer = service.feedback(body, request_id)
         service.metrics.http_response("/v1/feedback", answer.status)
         return _as_response(answer)
 
     @app.get(
         "/v1/models",
         summary="Loaded models, input schema, traffic split, rollout stage",
+        response_model=ModelsResponse,
+        responses=error_responses(*key_errors, 500),
         dependencies=require_key,
         tags=["models"],
     )
     async def models() -> Response:
         return Response(orjson.dumps(service.models()), media_type=JSON)
 
-    @app.get("/healthz", summary="The process is alive", tags=["health"])
+    @app.get(
+        "/healthz", summary="The process is alive", response_model=HealthResponse, tags=["health"]
+    )
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type=JSON)
 
-    @app.get("/readyz", summary="A champion model is loaded", tags=["health"])
+    @app.get(
+        "/readyz",
+        summary="A champion model is loaded",
+        response_model=ReadyResponse,
+        responses={503: {"model": NotReadyResponse, "description": "Not ready yet."}},
+        tags=["health"],
+    )
     async def readyz() -> Response:
         champion = service.manager.snapshot.champion
         if champion is None or not service.ready:
@@ -198,7 +222,12 @@ def create_app(
         }
         return Response(orjson.dumps(body), media_type=JSON)
 
-    @app.get("/metrics", summary="Prometheus metrics", tags=["health"])
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        tags=["health"],
+    )
     async def metrics() -> Response:
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
@@ -206,6 +235,8 @@ def create_app(
     @app.post(
         "/v1/admin/reload",
         summary="Re-read the registry now (force: retry refused versions)",
+        response_model=ReloadResponse,
+        responses=error_responses(401, 403, 422, 500),
         dependencies=require_admin,
         tags=["admin"],
     )
@@ -217,17 +248,21 @@ def create_app(
     @app.post(
         "/v1/admin/rollout/pause",
         summary="Pause the canary rollout (the challenger gets no traffic)",
+        response_model=RolloutState,
+        responses=error_responses(400, 401, 403, 409, 413, 415, 422, 500),
         dependencies=require_admin,
         tags=["admin"],
     )
     async def pause(request: Request) -> Response:
-        reason = await _reason(request)
+        reason = await _reason(request, service.max_body_bytes)
         state = await service.change_rollout("pause", reason)
         return Response(state.model_dump_json().encode(), media_type=JSON)
 
     @app.post(
         "/v1/admin/rollout/resume",
         summary="Resume a paused canary rollout",
+        response_model=RolloutState,
+        responses=error_responses(401, 403, 409, 500),
         dependencies=require_admin,
         tags=["admin"],
     )
@@ -239,17 +274,16 @@ def create_app(
     return app
 
 
-async def _reason(request: Request) -> str:
-    """The optional `{"reason": "..."}` of a pause request."""
-    body = await request.body()
-    if not body.strip():
-        return "paused by an operator (serving admin API)"
-    document = parse_json(body)
-    if not isinstance(document, dict) or set(document) - {"reason"}:
-        raise RequestError(422, "invalid_body", 'expected {"reason": "..."}', "body")
-    reason = document.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise RequestError(422, "wrong_type", "expected a string", "reason")
+async def _body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 beyond `max_bytes` (before reading, if declared)."""
+    return await read_body(request.receive, max_bytes, request.headers.get("content-length"))
+
+
+async def _reason(request: Request, max_bytes: int) -> str:
+    """The optional `{"reason": "..."}` of a pause request (the body may be left out)."""
+    require_json(request.headers.get("content-type"))
+    body = await _body(request, max_bytes)
+    reason = validate_pause(parse_json(body)) if body.strip() else None
     return reason or "paused by an operator (serving admin API)"
 
 
@@ -259,25 +293,33 @@ def _route_of(request: Request) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """The OpenAPI document, with the request bodies the handlers parse by hand."""
+def _openapi(app: ServingApp) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, with the request bodies the handlers parse by hand written for
+    the model being served (`serving.openapi_models.request_schemas`): rebuilt when the
+    champion's input, or the online store's key type, changes."""
+    built: list[ServedShape | None] = [None]
+    max_rows = app.service.serving.max_rows_per_request
 
     def build() -> dict[str, Any]:
-        if app.openapi_schema:
+        shape = app.service.request_shape()
+        if app.openapi_schema and shape == built[0]:
             return app.openapi_schema
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model, path in ((PredictRequest, PREDICT_PATH), (FeedbackRequest, "/v1/feedback")):
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(schema.pop("$defs", {}))
-            schemas[model.__name__] = schema
+        schemas.update(request_schemas(shape, max_rows))
+        for path, name, required in (
+            (PREDICT_PATH, "PredictRequest", True),
+            ("/v1/feedback", "FeedbackRequest", True),
+            ("/v1/admin/rollout/pause", "PauseRequest", False),
+        ):
             document["paths"][path]["post"]["requestBody"] = {
-                "required": True,
-                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+                "required": required,
+                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
             }
         app.openapi_schema = document
+        built[0] = shape
         return document
 
     return build

@@ -17,6 +17,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,12 +33,22 @@ from mlops.rollout.state import (
     resume_rollout,
 )
 from mlops.settings import Settings
-from serving.asgi import Answer, Receive, Scope, Send, new_request_id, read_body, send_answer
+from serving.asgi import (
+    Answer,
+    Receive,
+    Scope,
+    Send,
+    new_request_id,
+    read_body,
+    require_json,
+    send_answer,
+)
 from serving.auth import check_api_key
 from serving.entity_lookup import EntityLookup
 from serving.errors import RequestError, error_body
 from serving.loader import LoadedModel, ModelManager, ServingSnapshot
 from serving.metrics import ServingMetrics
+from serving.openapi_models import ServedShape
 from serving.prediction_log import FeedbackRecord, PredictionLog, open_prediction_log
 from serving.recording import PredictionRecorder
 from serving.routing import route
@@ -52,9 +63,6 @@ from serving.validation import (
 logger = logging.getLogger(__name__)
 
 PREDICT_PATH = "/v1/predict"
-_BODY_OVERHEAD_BYTES = 64 * 1024
-_BYTES_PER_ROW = 4 * 1024
-"""The largest body accepted: `max_rows_per_request` rows of this size, plus overhead."""
 READY_FEATURES_WAIT_S = 60.0
 """Start-up waits this long at most for the online store before declaring readiness."""
 SHADOW_DRAIN_S = 5.0
@@ -100,9 +108,7 @@ class PredictionService:
         self.recorder = PredictionRecorder(self.serving.model_name, self.metrics, prediction_log)
         self._own_log = prediction_log is None
         self.entities = EntityLookup(settings, self.metrics)
-        self.max_body_bytes = self.serving.max_rows_per_request * _BYTES_PER_ROW + (
-            _BODY_OVERHEAD_BYTES
-        )
+        self.max_body_bytes = self.serving.max_body_bytes
         self.started_at: datetime | None = None
         self._opening_features: asyncio.Future[None] | None = None
 
@@ -127,7 +133,7 @@ class PredictionService:
         self._opening_features = asyncio.ensure_future(
             self.entities.open_quietly(f"{self.serving.model_name}_v1")
         )
-        await self.manager.start()
+        await self.manager.start(profile)
         champion = self.manager.snapshot.champion
         if champion is not None and champion.schema.entity is not None:
             await asyncio.wait([self._opening_features], timeout=READY_FEATURES_WAIT_S)
@@ -167,7 +173,7 @@ class PredictionService:
     async def predict_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /v1/predict` as a plain ASGI handler (see the module docstring)."""
         started = time.perf_counter()
-        api_key = content_type = given_id = None
+        api_key = content_type = given_id = length = None
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 api_key = value.decode("latin-1")
@@ -175,14 +181,20 @@ class PredictionService:
                 content_type = value.decode("latin-1")
             elif name == b"x-request-id":
                 given_id = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value.decode("latin-1")
         request_id = new_request_id(given_id)
         self._arriving += 1
         counted = [True]
         try:
             try:
-                body = await read_body(receive, self.max_body_bytes)
                 answer = await self.predict(
-                    body, api_key, content_type, request_id, started, counted
+                    lambda: read_body(receive, self.max_body_bytes, length),
+                    api_key,
+                    content_type,
+                    request_id,
+                    started,
+                    counted,
                 )
             except RequestError as exc:
                 answer = Answer.refused(exc, request_id)
@@ -203,7 +215,7 @@ class PredictionService:
 
     async def predict(
         self,
-        body: bytes,
+        read: Callable[[], Awaitable[bytes]],
         api_key: str | None,
         content_type: str | None,
         request_id: str,
@@ -213,6 +225,8 @@ class PredictionService:
         """Validate, route, score; the answer carries the logging to do once sent.
 
         Args:
+            read: reads the body (`serving.asgi.read_body`), once the headers passed: a
+                request refused for its credentials, type or timing is never read.
             counted: `[True]` while this request counts as arriving (for the batchers'
                 wait); cleared once its rows are ready to score.
 
@@ -220,17 +234,15 @@ class PredictionService:
             RequestError: a refused request (4xx) or no model loaded (503).
         """
         check_api_key(self.settings, api_key)
-        if content_type is not None and "json" not in content_type.lower():
-            raise RequestError(
-                415, "unsupported_media_type", f"send application/json, not {content_type}"
-            )
+        require_json(content_type)
         snapshot = self.manager.snapshot
         champion = snapshot.champion
         if champion is None:
             raise RequestError(503, "not_ready", self.not_ready_reason())
-        mode, items = split_predict(parse_json(body), self.serving.max_rows_per_request)
+        document = parse_json(await read())
+        mode, items = split_predict(document, self.serving.max_rows_per_request)
         if mode == "instances":
-            request = validate_instances(items, champion.schema)
+            request = validate_instances(items, champion.schema, self.serving.impute_nulls)
             rows = request.rows
         else:
             request, rows = await self.entities.rows(items, champion)
@@ -301,6 +313,7 @@ class PredictionService:
                     probabilities[i] = p
 
         name = self.serving.model_name
+        imputed = request.imputed
         predictions: list[dict[str, Any]] = []
         labels: list[int | str] = []
         for i in range(n):
@@ -316,6 +329,7 @@ class PredictionService:
                     "model_version": model.version,
                     "variant": "champion" if model is champion else "challenger",
                     "entity": keys[i],
+                    "imputed": imputed.get(i, ()),
                 }
             )
         body = orjson.dumps(
@@ -360,13 +374,7 @@ class PredictionService:
         Raises:
             RequestError: a refused document.
         """
-        snapshot = self.manager.snapshot
-        classes = {
-            key
-            for model in (snapshot.champion, snapshot.challenger)
-            if model is not None
-            for key in model.class_keys
-        }
+        classes = self.label_classes()
         labels = validate_feedback(
             parse_json(body), self.serving.max_rows_per_request, frozenset(classes) or None
         )
@@ -377,6 +385,32 @@ class PredictionService:
         log.submit_feedback([FeedbackRecord(x.prediction_id, x.label, now) for x in labels])
         body_out = orjson.dumps({"accepted": len(labels), "request_id": request_id})
         return Answer(202, body_out, {"x-request-id": request_id})
+
+    def label_classes(self) -> tuple[str, ...]:
+        """The class keys a feedback label may name: the champion's and the challenger's."""
+        snapshot = self.manager.snapshot
+        keys = [
+            key
+            for model in (snapshot.champion, snapshot.challenger)
+            if model is not None
+            for key in model.class_keys
+        ]
+        return tuple(dict.fromkeys(keys))
+
+    def request_shape(self) -> ServedShape | None:
+        """What request bodies look like for the served champion (for the OpenAPI document)."""
+        champion = self.manager.snapshot.champion
+        if champion is None:
+            return None
+        reader = self.entities.reader
+        entity_type = (
+            reader.entity_type
+            if reader is not None and reader.feature_service == champion.feature_service
+            else None
+        )
+        return ServedShape(
+            champion.schema, self.serving.impute_nulls, entity_type, self.label_classes()
+        )
 
     def models(self) -> dict[str, object]:
         """`GET /v1/models`: what is loaded and how traffic is split."""
@@ -394,7 +428,7 @@ class PredictionService:
             "models": loaded,
             "input_schema": None
             if snapshot.champion is None
-            else snapshot.champion.schema.describe(),
+            else {**snapshot.champion.schema.describe(), "impute_nulls": self.serving.impute_nulls},
             "traffic": snapshot.traffic(),
             "rollout": rollout.model_dump(mode="json"),
             "generation": snapshot.generation,

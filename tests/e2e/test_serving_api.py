@@ -217,6 +217,18 @@ def test_no_bad_request_is_ever_a_500(service: Service) -> None:
     assert wrong_type.status_code == 415
 
 
+def test_a_number_too_large_for_a_float_is_a_422_naming_the_field(service: Service) -> None:
+    rows = service.models.rows(2)
+    numeric = service.models.schema.numeric
+    rows[1][numeric[0]] = 123456.789
+    rows[1][numeric[1]] = 0.5  # a float beside the huge integer: the reported 500
+    body = orjson.dumps({"instances": rows}).replace(b"123456.789", b"1" + b"0" * 400, 1)
+    answer = service.raw(body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("out_of_range", f"instances[1].{numeric[0]}")
+
+
 def test_api_key_is_enforced_on_prediction_endpoints(service: Service) -> None:
     row = service.models.rows(1)
     bare = httpx.Client(base_url=service.url, timeout=30)
