@@ -12,7 +12,8 @@ Modules:
 - `recording`: metrics and prediction-log records of answered requests, shadow scoring;
 - `validation`: request parsing and hand validation (a 4xx naming the field);
 - `errors`: the error format (`RequestError` and its JSON document);
-- `openapi_models`: the documented JSON shapes (pydantic, OpenAPI only);
+- `openapi_models`: the documented JSON shapes (OpenAPI only): request bodies written
+  for the served model, responses and errors;
 - `loader`: model slots (champion, challenger) in an immutable snapshot, registry
   polling, download + digest check, atomic hot swap;
 - `smoke`: the warm-up and smoke test a version passes before it serves;

@@ -18,7 +18,11 @@ see `serving.service`). The FastAPI route of the same path exists for the OpenAP
 document and calls the same code.
 
 Errors are JSON documents `{"error": {...}, "request_id": ...}` (see
-`serving.errors`); a bad request is always a 4xx naming the field, never a 500.
+`serving.errors`); a bad request is always a 4xx naming the field, never a 500. The
+OpenAPI document (`/openapi.json`) describes the request bodies of the model being
+served (its features, which may be null, its entity key, its classes) and every status
+code each operation answers, with its body; tests/e2e/test_serving_fuzz.py holds the
+running service to it.
 """
 
 from __future__ import annotations

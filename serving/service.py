@@ -225,8 +225,9 @@ class PredictionService:
         """Validate, route, score; the answer carries the logging to do once sent.
 
         Args:
-            read: reads the body (`serving.asgi.read_body`), once the headers passed: a
-                request refused for its credentials, type or timing is never read.
+            read: reads the body (`serving.asgi.read_body`) once the headers pass: a
+                request refused for its credentials or content type, or while no model
+                is loaded, is answered without reading it.
             counted: `[True]` while this request counts as arriving (for the batchers'
                 wait); cleared once its rows are ready to score.
 

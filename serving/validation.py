@@ -2,10 +2,13 @@
 
 Requests are parsed with orjson and checked by hand against the served model's input
 schema rather than by a pydantic model: the checks name the exact field
-(`instances[3].amount`), know the model's features (which a static model cannot), and
-cost a few microseconds per row on the hot path. `serving.openapi_models` documents the
-same shapes in the OpenAPI schema (tests/unit/test_serving_openapi_agreement.py keeps
-the two in step); refusals are `serving.errors.RequestError`.
+(`instances[3].amount`), know the model's features and its data contract (which
+features are never null), and cost a few microseconds per row on the hot path. A
+feature number must fit the model's 32-bit floats (`LARGEST_NUMBER`): a larger one, an
+infinity or a NaN would be imputed silently, so it is refused. `serving.openapi_models`
+documents the same shapes in the OpenAPI document, for the served model
+(tests/unit/test_serving_openapi_agreement.py checks that the two accept the same
+requests); refusals are `serving.errors.RequestError`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from serving.errors import MAX_ISSUES, FieldIssue, RequestError
 LARGEST_NUMBER = 3.4028234663852886e38
 """The largest magnitude a numeric feature may have: the model computes in 32-bit floats,
 where a larger number becomes infinite and would be imputed silently."""
+_EXACT_INTEGER = 2**53
+"""Floats hold every integer up to this magnitude exactly."""
 _LONGEST_INTEGER = 40
 """Digits beyond which an integer literal is not even parsed (LARGEST_NUMBER has 39)."""
 
@@ -60,7 +65,7 @@ class _HugeInteger:
         return f"an integer of {self.digits} digits"
 
 
-def _integer(token: str) -> int | _HugeInteger:
+def _parse_integer(token: str) -> int | _HugeInteger:
     return int(token) if len(token) <= _LONGEST_INTEGER else _HugeInteger(token)
 
 
@@ -82,7 +87,7 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         first = exc
     try:
-        return json.loads(body, parse_constant=_NonFinite, parse_int=_integer)
+        return json.loads(body, parse_constant=_NonFinite, parse_int=_parse_integer)
     except (ValueError, RecursionError):
         raise RequestError(
             400, "malformed_json", f"the request body is not valid JSON: {first}"
@@ -269,9 +274,9 @@ def validate_instances(
             continue
         key: str | int | None = None
         if entity is not None and entity in row:
-            key = row[entity]
-            if not _valid_entity(key, None):
-                issues.append(_entity_issue(f"instances[{i}].{entity}", key, None))
+            key = _entity_key(row[entity], None)
+            if key is None:
+                issues.append(_entity_issue(f"instances[{i}].{entity}", row[entity], None))
             keys_ok = len(row) == wanted + 1 and row.keys() - {entity} == features
         else:
             keys_ok = len(row) == wanted and row.keys() == features
@@ -400,12 +405,27 @@ def _number_issue(field: str, value: object) -> FieldIssue:
     return FieldIssue(field, "wrong_type", f"expected a number or null, got {_kind(value)}")
 
 
-def _valid_entity(value: object, entity_type: EntityType | None) -> bool:
+def _integer(value: object) -> int | None:
+    """The integer a JSON number is: `487` and `487.0` alike (JSON Schema's "integer").
+
+    An integral float only up to 2**53, where floats hold integers exactly: beyond, it
+    may be a rounded literal (orjson reads integers past 64 bits as floats).
+    """
     if type(value) is int:
-        return entity_type != "string" and -(2**63) <= value < 2**63
+        return value
+    if type(value) is float and value.is_integer() and abs(value) <= _EXACT_INTEGER:
+        return int(value)
+    return None
+
+
+def _entity_key(value: object, entity_type: EntityType | None) -> str | int | None:
+    """The entity key a JSON value is, if it is one of the key type (None if not)."""
     if type(value) is str:
-        return entity_type != "int64" and 0 < len(value) <= 256
-    return False
+        return value if entity_type != "int64" and 0 < len(value) <= 256 else None
+    number = _integer(value)
+    if number is not None and entity_type != "string" and -(2**63) <= number < 2**63:
+        return number
+    return None
 
 
 def _entity_issue(field: str, value: object, entity_type: EntityType | None) -> FieldIssue:
@@ -446,10 +466,11 @@ def validate_entities(
             )
             continue
         value = item[entity]
-        if not _valid_entity(value, entity_type):
+        key = _entity_key(value, entity_type)
+        if key is None:
             issues.append(_entity_issue(f"entities[{i}].{entity}", value, entity_type))
             continue
-        keys.append(value)
+        keys.append(key)
         if len(issues) >= MAX_ISSUES:
             break
     if issues:
@@ -515,8 +536,9 @@ def validate_feedback(
                 )
             )
             continue
-        if type(label) is int:
-            label = str(label)
+        number = _integer(label)
+        if number is not None:
+            label = str(number)
         if type(label) is not str:
             issues.append(
                 FieldIssue(

@@ -43,7 +43,8 @@ from mlops.modeling import (
 )
 from mlops.modeling.artifact import WEIGHTS
 from mlops.registry.client import register_challenger, registry_client
-from mlops.settings import ServingSettings, Settings
+from mlops.settings import QualitySettings, ServingSettings, Settings
+from mlops.validation import learn_profile, save_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC: DatasetSpec = load_spec(REPO_ROOT / "datasets" / "card_fraud.yaml")
@@ -149,6 +150,17 @@ def register_model(
         lineage_key=key,
         tags={"features.service": f"{SPEC.name}_v1", "features.project": "mlops", **(tags or {})},
     )
+
+
+def with_contract(settings: Settings, models: SmallModels) -> Settings:
+    """The settings, with a data contract learned from the models' batch for serving to read
+    (under a dataset name of the served model's own). The synthetic batch has no nulls,
+    so the contract says every feature is never null."""
+    dataset = f"{SPEC.name}-{settings.serving.model_name}"
+    settings = settings.model_copy(update={"quality": QualitySettings(serving_dataset=dataset)})
+    profile = learn_profile(SPEC, models.raw, "e" * 64).model_copy(update={"dataset": dataset})
+    save_profile(profile, settings)
+    return settings
 
 
 def set_alias(settings: Settings, name: str, alias: str, version: str) -> None:
@@ -270,6 +282,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "MLOPS_SERVING__BATCH_WAIT_MS": str(serving.batch_wait_ms),
         "MLOPS_SERVING__BATCH_MAX_ROWS": str(serving.batch_max_rows),
         "MLOPS_SERVING__MAX_ROWS_PER_REQUEST": str(serving.max_rows_per_request),
+        "MLOPS_SERVING__MAX_BODY_BYTES": str(serving.max_body_bytes),
+        "MLOPS_SERVING__IMPUTE_NULLS": str(serving.impute_nulls).lower(),
     }
     if serving.api_key is not None:
         env["MLOPS_SERVING__API_KEY"] = serving.api_key.get_secret_value()

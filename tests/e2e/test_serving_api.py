@@ -86,6 +86,7 @@ def service(serving_store: Settings, serving_models: SmallModels) -> Iterator[Se
         api_key=API_KEY,
         poll_interval_s=60.0,  # the tests reload through the admin endpoint
         max_rows_per_request=50,
+        max_body_bytes=64 * 1024,
     )
     settings = Settings.model_validate(settings.model_dump())  # SecretStr admin token
     register_model(settings, name, serving_models, 0)  # v1: champion (and challenger)
@@ -227,6 +228,29 @@ def test_a_number_too_large_for_a_float_is_a_422_naming_the_field(service: Servi
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert (error["code"], error["field"]) == ("out_of_range", f"instances[1].{numeric[0]}")
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_parsed(service: Service) -> None:
+    limit = service.settings.serving.max_body_bytes
+    big = b'{"instances": [' + b" " * limit + b"]}"
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: refused as it grows past the limit
+        yield big[:1000]
+        yield big[1000:]
+
+    json_type = {"Content-Type": "application/json"}
+    for path in ("/v1/predict", "/v1/feedback"):
+        for content in (big, chunked()):
+            answer = service.client.post(path, content=content, headers=json_type)
+            assert answer.status_code == 413, (path, answer.text)
+            assert (answer.json()["error"]["code"], answer.json()["error"]["field"]) == (
+                "body_too_large",
+                "body",
+            )
+    paused = service.client.post(
+        "/v1/admin/rollout/pause", content=big, headers={**json_type, **service.admin}
+    )
+    assert paused.status_code == 413
 
 
 def test_api_key_is_enforced_on_prediction_endpoints(service: Service) -> None:

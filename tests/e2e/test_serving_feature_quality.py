@@ -11,10 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mlops.settings import QualitySettings, Settings
-from mlops.validation import learn_profile, save_profile
+from mlops.settings import Settings
 from tests.serving_support import (  # noqa: F401  (fixtures)
-    SPEC,
     ServerThread,
     SmallModels,
     register_model,
@@ -22,6 +20,7 @@ from tests.serving_support import (  # noqa: F401  (fixtures)
     serving_store,
     unique_name,
     wait_ready,
+    with_contract,
     with_serving,
 )
 
@@ -46,15 +45,7 @@ def _serve_with_contract(
     """A service whose model's data contract (learned from the batch) has no null anywhere."""
     name = unique_name("quality")
     settings = with_serving(store, model_name=name, poll_interval_s=60.0, impute_nulls=impute_nulls)
-    settings = settings.model_copy(
-        update={"quality": QualitySettings(serving_dataset=f"{SPEC.name}-{name}")}
-    )
-    raw = models.raw
-    profile = learn_profile(SPEC, raw, "e" * 64).model_copy(
-        update={"dataset": f"{SPEC.name}-{name}"}
-    )
-    assert all(column.null_rate == 0.0 for column in profile.columns)
-    save_profile(profile, settings)
+    settings = with_contract(settings, models)
     register_model(settings, name, models, 0)
     with ServerThread(settings) as server:
         wait_ready(server.url)

@@ -30,6 +30,7 @@ from serving.errors import RequestError
 from serving.openapi_models import ErrorResponse, ServedShape, request_schemas
 from serving.validation import (
     InputSchema,
+    parse_json,
     split_predict,
     validate_entities,
     validate_feedback,
@@ -56,7 +57,7 @@ SHAPES = {
         classes=("-1", "01", "x"),
     ),
 }
-SAMPLES: list[Any] = [7, -2.5, 10**39, "card_1", "", None, True, [1.0], {"k": 1}]
+SAMPLES: list[Any] = [7, 7.0, -1.0, -2.5, 10**39, "card_1", "", None, True, [1.0], {"k": 1}]
 """A value of each JSON type (the schemas' own bounds are added: `edge_samples`)."""
 PREDICT_STATUSES = {400, 404, 413, 415, 422, 500, 503}
 FEEDBACK_STATUSES = {400, 413, 415, 422, 500, 503}
@@ -222,8 +223,9 @@ def mutations(document: Any, samples: list[Any]) -> Iterator[tuple[str, Path, An
 
 
 def verdict(case: Case, document: Any) -> RequestError | None:
+    """The validator's refusal of the document as the service parses it, if any."""
     try:
-        case.validate(document)
+        case.validate(parse_json(json.dumps(document).encode()))
     except RequestError as exc:
         return exc
     return None
