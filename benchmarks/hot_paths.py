@@ -2,6 +2,9 @@
 
 * `serving.routing.route`: one call per prediction (sticky champion/challenger split),
   beside a bare `hashlib.blake2b` of the same key, the least any sticky split costs;
+* `serving.validation.validate_instances`: the per-row checks of a 256-row predict
+  request under the data contract (types, the float32 range, nulls where the contract
+  allows none), beside `orjson.loads` of the same body, which every request pays anyway;
 * `mlops.quality.check_quality`: the monitor's data-contract check of a 10,000-row
   window of card-fraud traffic (typed columns, and all-object columns as mixed JSON
   reads back), beside `DataFrame.describe()` of the same window, the cheapest summary
@@ -18,13 +21,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from mlops.dataset_spec import load_spec
 from mlops.quality import check_quality
 from mlops.rollout.state import RolloutState, RolloutStatus
 from mlops.settings import QualitySettings, ValidationSettings
 from mlops.synthetic import Scenario, generate
 from mlops.validation.profile import learn_profile
+from mlops.validation.suite import never_null_columns
 from serving.routing import route
+from serving.validation import InputSchema, validate_instances
 
 SPEC = Path("datasets/card_fraud.yaml")
 
@@ -61,8 +68,22 @@ def main() -> None:
     features = list(profile.feature_schema.numeric) + list(profile.feature_schema.categorical)
     typed, mixed = window[features], window[features].astype(object)
     validation, quality = ValidationSettings(), QualitySettings()
+    schema = InputSchema(
+        numeric=profile.feature_schema.numeric,
+        categorical=profile.feature_schema.categorical,
+        entity=spec.entity,
+        never_null=never_null_columns(profile, validation),
+    )
+    body = orjson.dumps({"instances": window[features].head(256).to_dict("records")})
+    instances = orjson.loads(body)["instances"]
     rows = [
         ("route() per prediction", routed, hashed, "blake2b of the key"),
+        (
+            "validate_instances, per row of 256",
+            _per_call(lambda: validate_instances(instances, schema), 2_000) / 256,
+            _per_call(lambda: orjson.loads(body), 2_000) / 256,
+            "orjson.loads, per row",
+        ),
         (
             "check_quality, 10k rows typed",
             _per_call(lambda: check_quality(profile, typed, validation, quality), 5),

@@ -46,8 +46,8 @@ from mlops.registry.pyfunc import log_pyfunc_model
 from mlops.settings import Settings
 from mlops.sources import read_frame
 from mlops.tracking import configure_tracking
-from mlops.tracking.plots import log_figure
 from mlops.tracking.mlflow_tracking import tracking_client
+from mlops.tracking.plots import log_figure
 from mlops.tuning import StudySummary, TuningData
 from quantization.served import load_served_model
 

@@ -169,6 +169,9 @@ class SoakConfig:
             "MLOPS_ROLLOUT__PAUSED_EXPIRY_S": f"{self.rollout_deadline_s / 3:g}",
             "MLOPS_SERVING__PORT": str(serving_port),
             "MLOPS_SERVING__POLL_INTERVAL_S": "5",
+            # An all-null incident must reach the prediction log, where the monitor
+            # judges it (by default serving refuses nulls the contract forbids, 422).
+            "MLOPS_SERVING__IMPUTE_NULLS": "true",
         }
 
     def adjust(self, deployment: dict[str, Any]) -> None:

@@ -11,15 +11,20 @@ Modules:
   and its start-up and shutdown;
 - `scoring`: a request's rows routed (or pinned) and scored on champion and challenger,
   the champion answering for a failed challenger;
-- `oip_routes`, `oip`, `oip_validation`: the Open Inference Protocol (V2 REST) of
-  KServe, MLServer and Triton: its endpoints, its answers and metadata, its tensors
-  turned into feature rows;
+- `oip_routes`, `oip`, `oip_validation`, `oip_tensors`, `oip_models`: the Open Inference
+  Protocol (V2 REST) of KServe, MLServer and Triton: its endpoints, its answers and
+  metadata, its tensors turned into feature rows (one tensor's structure and values
+  checked), its documented shapes (written for the served model, as `/v1`'s);
 - `asgi`: the raw ASGI helpers of that path (`Answer`, body reading, sending);
 - `entity_lookup`: entity keys to feature rows (the online reader and its batcher);
 - `recording`: metrics and prediction-log records of answered requests, shadow scoring;
-- `validation`: request parsing and hand validation (a 4xx naming the field);
+- `validation`: hand validation of `/v1` requests (a 4xx naming the field), under the
+  data contract (nulls) and the 32-bit float range;
+- `json_values`: request bodies parsed, and what their numbers are (`NaN`, too large,
+  integers in JSON Schema's sense);
 - `errors`: the error format (`RequestError` and its JSON document);
-- `openapi_models`: the documented JSON shapes, `/v1` and `/v2` (pydantic, OpenAPI only);
+- `openapi_models`: the documented JSON shapes of `/v1` (OpenAPI only): request bodies
+  written for the served model, responses and errors;
 - `loader`: model slots (champion, challenger) in an immutable snapshot, registry
   polling, download + digest check, atomic hot swap;
 - `smoke`: the warm-up and smoke test a version passes before it serves;

@@ -23,7 +23,11 @@ code.
 
 Errors are JSON documents `{"error": {...}, "request_id": ...}` (see
 `serving.errors`), under `/v2` the protocol's `{"error": "..."}`; a bad request is
-always a 4xx naming the field (under `/v2`: the input and the row), never a 500.
+always a 4xx naming the field (under `/v2`: the input and the row), never a 500. The
+OpenAPI document (`/openapi.json`) describes the request bodies of the model being
+served, `/v1` and `/v2` alike (its features, which may be null, its entity key, its
+classes, its name and loaded versions) and every status code each operation answers,
+with its body; tests/e2e/test_serving_fuzz.py holds the running service to it.
 """
 
 from __future__ import annotations
@@ -32,31 +36,39 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlops.rollout.state import RolloutState
 from mlops.settings import Settings
-from serving.asgi import JSON, Answer, Receive, Scope, Send, new_request_id
+from serving.asgi import JSON, Answer, Receive, Scope, Send, new_request_id, read_body, require_json
 from serving.auth import admin_dependency, admin_scheme, api_key_dependency, api_key_scheme
 from serving.errors import FieldIssue, RequestError
+from serving.json_values import parse_json
 from serving.oip import INFER_ROUTE, OIP_PREFIX, VERSION_INFER_ROUTE, infer_target, refused
+from serving.oip_models import infer_schemas, served_path_parameters
 from serving.oip_routes import oip_router
 from serving.openapi_models import (
-    ERROR_RESPONSES,
-    FeedbackRequest,
     FeedbackResponse,
-    InferRequest,
-    PredictRequest,
+    HealthResponse,
+    ModelsResponse,
+    NotReadyResponse,
     PredictResponse,
+    ReadyResponse,
+    ReloadResponse,
+    ServedShape,
+    error_responses,
+    request_schemas,
 )
 from serving.service import PREDICT_PATH, Incoming, PredictionService
-from serving.validation import parse_json
+from serving.validation import validate_pause
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +123,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.service = service
-    require_key = [Depends(api_key_dependency(settings)), Security(api_key_scheme)]
+    # the document shows the API key only where one is asked for
+    keyed = settings.serving.api_key is not None
+    key_scheme = [Security(api_key_scheme)] if keyed else []
+    key_errors = (401, 403) if keyed else ()
+    require_key = [Depends(api_key_dependency(settings)), *key_scheme]
     require_admin = [Depends(admin_dependency(settings)), Security(admin_scheme)]
 
     @app.exception_handler(RequestError)
@@ -138,7 +154,10 @@ def create_app(
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         error = RequestError(
-            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=exc.headers,  # a 405's `Allow`
         )
         return await _refused(request, error)
 
@@ -152,15 +171,16 @@ def create_app(
         PREDICT_PATH,
         summary="Predict from feature rows or entity keys",
         response_model=PredictResponse,
-        responses=ERROR_RESPONSES,
-        dependencies=[Security(api_key_scheme)],
+        responses=error_responses(400, *key_errors, 404, 413, 415, 422, 500, 503),
+        dependencies=key_scheme,
         tags=["predict"],
     )
     async def predict(request: Request) -> Response:
         """Reached through FastAPI only when the app is mounted under a prefix: the
         service normally answers this path in `PredictionService.predict_asgi`."""
         started = time.perf_counter()
-        answer = await service.predict(Incoming.of(request.headers, await request.body(), started))
+        read = partial(body_of, request, service.max_body_bytes)
+        answer = await service.predict(Incoming.of(request.headers, read, started))
         if answer.after is not None:
             answer.after()
         return _as_response(answer)
@@ -170,30 +190,42 @@ def create_app(
         summary="Labels that arrived after the prediction",
         status_code=202,
         response_model=FeedbackResponse,
-        responses=ERROR_RESPONSES,
+        responses=error_responses(400, *key_errors, 413, 415, 422, 500, 503),
         dependencies=require_key,
         tags=["predict"],
     )
     async def feedback(request: Request) -> Response:
         request_id = new_request_id(request.headers.get("x-request-id"))
-        answer = service.feedback(await request.body(), request_id)
+        require_json(request.headers.get("content-type"))
+        body = await body_of(request, service.max_body_bytes)
+        answer = service.feedback(body, request_id)
         service.metrics.http_response("/v1/feedback", answer.status)
         return _as_response(answer)
 
     @app.get(
         "/v1/models",
         summary="Loaded models, input schema, traffic split, rollout stage",
+        response_model=ModelsResponse,
+        responses=error_responses(*key_errors, 500),
         dependencies=require_key,
         tags=["models"],
     )
     async def models() -> Response:
         return Response(orjson.dumps(service.models()), media_type=JSON)
 
-    @app.get("/healthz", summary="The process is alive", tags=["health"])
+    @app.get(
+        "/healthz", summary="The process is alive", response_model=HealthResponse, tags=["health"]
+    )
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type=JSON)
 
-    @app.get("/readyz", summary="A champion model is loaded", tags=["health"])
+    @app.get(
+        "/readyz",
+        summary="A champion model is loaded",
+        response_model=ReadyResponse,
+        responses={503: {"model": NotReadyResponse, "description": "Not ready yet."}},
+        tags=["health"],
+    )
     async def readyz() -> Response:
         champion = service.manager.snapshot.champion
         if champion is None or not service.ready:
@@ -206,7 +238,12 @@ def create_app(
         }
         return Response(orjson.dumps(body), media_type=JSON)
 
-    @app.get("/metrics", summary="Prometheus metrics", tags=["health"])
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        tags=["health"],
+    )
     async def metrics() -> Response:
         data, content_type = service.metrics.exposition()
         return Response(data, media_type=content_type)
@@ -214,6 +251,8 @@ def create_app(
     @app.post(
         "/v1/admin/reload",
         summary="Re-read the registry now (force: retry refused versions)",
+        response_model=ReloadResponse,
+        responses=error_responses(401, 403, 422, 500),
         dependencies=require_admin,
         tags=["admin"],
     )
@@ -225,17 +264,21 @@ def create_app(
     @app.post(
         "/v1/admin/rollout/pause",
         summary="Pause the canary rollout (the challenger gets no traffic)",
+        response_model=RolloutState,
+        responses=error_responses(400, 401, 403, 409, 413, 415, 422, 500),
         dependencies=require_admin,
         tags=["admin"],
     )
     async def pause(request: Request) -> Response:
-        reason = await _reason(request)
+        reason = await _reason(request, service.max_body_bytes)
         state = await service.change_rollout("pause", reason)
         return Response(state.model_dump_json().encode(), media_type=JSON)
 
     @app.post(
         "/v1/admin/rollout/resume",
         summary="Resume a paused canary rollout",
+        response_model=RolloutState,
+        responses=error_responses(401, 403, 409, 500),
         dependencies=require_admin,
         tags=["admin"],
     )
@@ -243,22 +286,21 @@ def create_app(
         state = await service.change_rollout("resume", "")
         return Response(state.model_dump_json().encode(), media_type=JSON)
 
-    app.include_router(oip_router(service, require_key))
+    app.include_router(oip_router(service, require_key, key_errors))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-async def _reason(request: Request) -> str:
-    """The optional `{"reason": "..."}` of a pause request."""
-    body = await request.body()
-    if not body.strip():
-        return "paused by an operator (serving admin API)"
-    document = parse_json(body)
-    if not isinstance(document, dict) or set(document) - {"reason"}:
-        raise RequestError(422, "invalid_body", 'expected {"reason": "..."}', "body")
-    reason = document.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise RequestError(422, "wrong_type", "expected a string", "reason")
+async def body_of(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 beyond `max_bytes` (before reading, if declared)."""
+    return await read_body(request.receive, max_bytes, request.headers.get("content-length"))
+
+
+async def _reason(request: Request, max_bytes: int) -> str:
+    """The optional `{"reason": "..."}` of a pause request (the body may be left out)."""
+    require_json(request.headers.get("content-type"))
+    body = await body_of(request, max_bytes)
+    reason = validate_pause(parse_json(body)) if body.strip() else None
     return reason or "paused by an operator (serving admin API)"
 
 
@@ -268,34 +310,48 @@ def _route_of(request: Request) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """The OpenAPI document, with the request bodies the handlers parse by hand."""
+def _openapi(app: ServingApp) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, with the request bodies the handlers parse by hand written for
+    the model being served (`serving.openapi_models.request_schemas`,
+    `serving.oip_models.infer_schemas`) and the `/v2` paths' model name and versions:
+    rebuilt when the champion's input, the online store's key type or the loaded
+    versions change."""
+    built: list[ServedShape | None] = [None]
+    max_rows = app.service.serving.max_rows_per_request
 
     def build() -> dict[str, Any]:
-        if app.openapi_schema:
+        shape = app.service.request_shape()
+        if app.openapi_schema and shape == built[0]:
             return app.openapi_schema
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model, path in (
-            (PredictRequest, PREDICT_PATH),
-            (FeedbackRequest, "/v1/feedback"),
-            (InferRequest, INFER_ROUTE),
-            (InferRequest, VERSION_INFER_ROUTE),
+        schemas.update(request_schemas(shape, max_rows))
+        schemas.update(infer_schemas(shape, max_rows))
+        for path, name, required in (
+            (PREDICT_PATH, "PredictRequest", True),
+            ("/v1/feedback", "FeedbackRequest", True),
+            ("/v1/admin/rollout/pause", "PauseRequest", False),
+            (INFER_ROUTE, "InferRequest", True),
+            (VERSION_INFER_ROUTE, "InferRequest", True),
         ):
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(schema.pop("$defs", {}))
-            schemas[model.__name__] = schema
             document["paths"][path]["post"]["requestBody"] = {
-                "required": True,
-                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+                "required": required,
+                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
             }
+        parameters = served_path_parameters(app.service.serving.model_name, shape)
         for path, operations in document["paths"].items():
-            if path.startswith(OIP_PREFIX):  # its path parameters are plain strings
+            if path.startswith(OIP_PREFIX):
                 for operation in operations.values():
+                    # its path parameters name the served model and a loaded version (any
+                    # other is a 404, not a 422)
                     operation["responses"].pop("422", None)
+                    for parameter in operation.get("parameters", []):
+                        if parameter["name"] in parameters:
+                            parameter["schema"] = parameters[parameter["name"]]
         app.openapi_schema = document
+        built[0] = shape
         return document
 
     return build

@@ -2,7 +2,8 @@
 
 The service reads the body and sends its `Answer` itself, with these helpers, because
 a plain ASGI handler answers about three times as many requests as a FastAPI route
-(see `serving.app`). The other endpoints' routes reuse `Answer` and `new_request_id`.
+(see `serving.app`). The other endpoints' routes reuse `Answer`, `new_request_id` and
+the body checks (`require_json`, `read_body`).
 """
 
 from __future__ import annotations
@@ -47,12 +48,27 @@ def new_request_id(given: str | None) -> str:
     return uuid.uuid4().hex
 
 
-async def read_body(receive: Receive, max_bytes: int) -> bytes:
-    """The request body, refused as soon as it grows past `max_bytes`.
+def require_json(content_type: str | None) -> None:
+    """Refuse a body declared as something else than JSON (no Content-Type is taken as JSON).
+
+    Raises:
+        RequestError: 415.
+    """
+    if content_type is not None and "json" not in content_type.lower():
+        raise RequestError(
+            415, "unsupported_media_type", f"send application/json, not {content_type}"
+        )
+
+
+async def read_body(receive: Receive, max_bytes: int, declared: str | None = None) -> bytes:
+    """The request body, refused before reading when its `Content-Length` (`declared`)
+    exceeds `max_bytes`, and as soon as it grows past `max_bytes` otherwise.
 
     Raises:
         RequestError: 413 for a body too large, 400 when the client went away.
     """
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -63,13 +79,20 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes:
         if chunk:
             size += len(chunk)
             if size > max_bytes:
-                raise RequestError(
-                    413, "body_too_large", f"the body exceeds {max_bytes} bytes", "body"
-                )
+                raise _too_large(max_bytes)
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> RequestError:
+    return RequestError(
+        413,
+        "body_too_large",
+        f"the body exceeds {max_bytes} bytes (serving.max_body_bytes)",
+        "body",
+    )
 
 
 async def send_answer(send: Send, answer: Answer) -> None:

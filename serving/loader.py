@@ -47,6 +47,8 @@ from mlops.registry.client import (
 )
 from mlops.rollout.state import RolloutState, Variant, read_rollout
 from mlops.settings import Settings
+from mlops.validation.profile import ReferenceProfile
+from mlops.validation.suite import never_null_columns
 from quantization.served import ServedModel, load_served_model, scheme_of
 from serving.batching import MicroBatcher
 from serving.metrics import ServingMetrics
@@ -229,6 +231,7 @@ class ModelManager:
         self.refused: dict[str, Refusal] = {}
         self.last_error: str | None = None
         self.last_report = RefreshReport()
+        self._never_null: frozenset[str] = frozenset()
 
     @property
     def snapshot(self) -> ServingSnapshot:
@@ -241,8 +244,15 @@ class ModelManager:
             self._client = registry_client(self.settings)
         return self._client
 
-    async def start(self) -> None:
-        """Load what the registry names, then poll it in the background."""
+    async def start(self, contract: ReferenceProfile | None = None) -> None:
+        """Load what the registry names, then poll it in the background.
+
+        Args:
+            contract: the data contract of the served dataset (`load_served_profile`):
+                features it says are never null are refused as null in requests.
+        """
+        if contract is not None:
+            self._never_null = never_null_columns(contract, self.settings.validation)
         await self.refresh()
         self._task = asyncio.create_task(self._poll(), name="registry-poll")
 
@@ -419,6 +429,7 @@ class ModelManager:
             numeric=model.schema.numeric,
             categorical=model.schema.categorical,
             entity=entity_of(model),
+            never_null=self._never_null & frozenset(model.schema.columns),
         )
         loaded = LoadedModel(
             name=self.name,

@@ -7,12 +7,14 @@ the kserve SDK, MLServer's types) talk to the service unchanged. The endpoints a
 
 - an inference response: outputs `probabilities` (FP32 `[rows, n_classes]`, columns in
   the order of the metadata's `classes`), `prediction` (the most probable class: INT64,
-  or BYTES for text classes) and `model_version` (BYTES `[rows]`: the version that
-  answered each row). The top-level `model_version` is the version that answered; when
-  a canary split the rows of one request (by their entity keys), it lists the versions
-  that did, comma-separated. `id` echoes the request's, else the request id;
-  `parameters.request_id` is the request id, which `prediction_id`s
-  (`<request id>-<row>`, for `POST /v1/feedback`) are made of;
+  or BYTES for text classes), `model_version` (BYTES `[rows]`: the version that
+  answered each row) and `imputed` (BYTES `[rows]`: the features whose null the data
+  contract forbids and the model imputed, comma-separated, empty for none; only with
+  `serving.impute_nulls`, else such a null is refused). The top-level `model_version`
+  is the version that answered; when a canary split the rows of one request (by their
+  entity keys), it lists the versions that did, comma-separated. `id` echoes the
+  request's, else the request id; `parameters.request_id` is the request id, which
+  `prediction_id`s (`<request id>-<row>`, for `POST /v1/feedback`) are made of;
 - model metadata: one input per feature (FP32 or BYTES, shape `[-1]`) and the outputs;
 - an error: `{"error": "<message>"}` with the HTTP status of the refusal.
 
@@ -30,7 +32,7 @@ import orjson
 from serving.asgi import Answer
 from serving.errors import RequestError
 from serving.loader import LoadedModel
-from serving.oip_validation import MODEL_VERSION, OUTPUTS, PREDICTION, PROBABILITIES
+from serving.oip_validation import IMPUTED, MODEL_VERSION, OUTPUTS, PREDICTION, PROBABILITIES
 
 OIP_PREFIX = "/v2"
 INFER_ROUTE = "/v2/models/{name}/infer"
@@ -83,12 +85,15 @@ def infer_body(
     versions: list[str],
     probabilities: list[list[float]],
     labels: list[int | str],
+    imputed: dict[int, list[str]] | None = None,
 ) -> bytes:
     """The inference response: the requested `outputs`, in order.
 
     Args:
         versions: the version that answered each row.
+        imputed: per row (by index), the features whose null was imputed.
     """
+    imputed = imputed or {}
     rows = len(labels)
     datatype = _label_datatype(labels)
     tensors = {
@@ -109,6 +114,12 @@ def infer_body(
             "datatype": "BYTES",
             "shape": [rows],
             "data": versions,
+        },
+        IMPUTED: {
+            "name": IMPUTED,
+            "datatype": "BYTES",
+            "shape": [rows],
+            "data": [",".join(imputed.get(i, ())) for i in range(rows)],
         },
     }
     return orjson.dumps(
@@ -140,6 +151,7 @@ def model_metadata(model_name: str, model: LoadedModel, versions: list[str]) -> 
         },
         PREDICTION: {"name": PREDICTION, "datatype": _label_datatype(model.classes), "shape": [-1]},
         MODEL_VERSION: {"name": MODEL_VERSION, "datatype": "BYTES", "shape": [-1]},
+        IMPUTED: {"name": IMPUTED, "datatype": "BYTES", "shape": [-1]},
     }
     return {
         "name": model_name,

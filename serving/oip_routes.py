@@ -18,13 +18,14 @@ call the same code. A refusal under `/v2` is the protocol's `{"error": "..."}`
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serving.asgi import JSON
+from serving.asgi import JSON, read_body
 from serving.oip import (
     INFER_ROUTE,
     OIP_PREFIX,
@@ -33,22 +34,18 @@ from serving.oip import (
     model_metadata,
     server_metadata,
 )
-from serving.openapi_models import (
-    INFER_ERRORS,
-    InferResponse,
-    ModelMetadata,
-    ServerMetadata,
-    oip_errors,
-)
+from serving.oip_models import InferResponse, ModelMetadata, ServerMetadata, oip_errors
 from serving.service import Incoming, PredictionService
 
 _READY: dict[int | str, dict[str, Any]] = {200: {"description": "True (empty body)."}}
 _NOT_READY: dict[int | str, dict[str, Any]] = {400: {"description": "False (empty body)."}}
-_KEYED = (401, 403)
 
 
-def oip_router(service: PredictionService, require_key: list[Any]) -> APIRouter:
-    """The `/v2` routes of `service`; `require_key` guards the model endpoints."""
+def oip_router(
+    service: PredictionService, require_key: list[Any], key_errors: tuple[int, ...]
+) -> APIRouter:
+    """The `/v2` routes of `service`; `require_key` guards the model endpoints, which then
+    answer `key_errors` (401 and 403, when an API key is asked for)."""
     router = APIRouter(tags=["open inference protocol (v2)"])
 
     @router.get(OIP_PREFIX, summary="Server metadata", response_model=ServerMetadata)
@@ -89,17 +86,17 @@ def oip_router(service: PredictionService, require_key: list[Any]) -> APIRouter:
 
     metadata_doc: dict[str, Any] = {
         "response_model": ModelMetadata,
-        "responses": oip_errors(*_KEYED, 404, 503),
+        "responses": oip_errors(*key_errors, 404, 503),
         "dependencies": require_key,
     }
     ready_doc: dict[str, Any] = {
         "response_class": Response,
-        "responses": {**_READY, **_NOT_READY, **oip_errors(*_KEYED, 404)},
+        "responses": {**_READY, **_NOT_READY, **oip_errors(*key_errors, 404)},
         "dependencies": require_key,
     }
     infer_doc: dict[str, Any] = {
         "response_model": InferResponse,
-        "responses": INFER_ERRORS,
+        "responses": oip_errors(400, *key_errors, 404, 413, 415, 500, 503),
         "dependencies": require_key,
     }
 
@@ -133,7 +130,9 @@ def oip_router(service: PredictionService, require_key: list[Any]) -> APIRouter:
         """Reached through FastAPI only when the app is mounted under a prefix: the
         service normally answers these paths in `PredictionService.infer_asgi`."""
         started = time.perf_counter()
-        incoming = Incoming.of(request.headers, await request.body(), started)
+        length = request.headers.get("content-length")
+        read = partial(read_body, request.receive, service.max_body_bytes, length)
+        incoming = Incoming.of(request.headers, read, started)
         answer = await service.infer(target, incoming)
         if answer.after is not None:
             answer.after()

@@ -91,7 +91,7 @@ class ServingRuntime:
         self._opening_features = asyncio.ensure_future(
             self.entities.open_quietly(f"{self.serving.model_name}_v1")
         )
-        await self.manager.start()
+        await self.manager.start(profile)
         champion = self.manager.snapshot.champion
         if champion is not None and champion.schema.entity is not None:
             await asyncio.wait([self._opening_features], timeout=READY_FEATURES_WAIT_S)

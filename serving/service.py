@@ -12,9 +12,14 @@ scoring are fed (`serving.recording`).
 
 `POST /v2/models/{name}[/versions/{version}]/infer` (the Open Inference Protocol) takes
 the same path: `infer_asgi` reads it the same way, `serving.oip_validation` turns its
-tensors into feature rows, and from the feature check on (`validate_instances`) they
-are `/v1` rows: routed, scored, logged and counted by the same `score_rows`. Only the
-answer is written in the protocol's words (`serving.oip`).
+tensors into feature rows, and from the feature check on (`validate_instances`, the
+data contract's nulls and the 32-bit float range included) they are `/v1` rows:
+routed, scored, logged and counted by the same `score_rows`. Only the answer is
+written in the protocol's words (`serving.oip`).
+
+Both read the body only once the request's headers pass (API key, media type) and a
+champion is loaded, and never more than `serving.max_body_bytes` of it (413, refused
+from its `Content-Length` before reading when it declares one).
 
 What the service holds (models, features, log, metrics) and its start and stop are
 `serving.runtime.ServingRuntime`'s.
@@ -28,36 +33,49 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property, partial
+from functools import partial
 
 import orjson
 
 from mlops.rollout.lock import RolloutLock
 from mlops.rollout.state import RolloutError, RolloutState, Variant, pause_rollout, resume_rollout
-from serving.asgi import Answer, Receive, Scope, Send, new_request_id, read_body, send_answer
+from serving.asgi import (
+    Answer,
+    Receive,
+    Scope,
+    Send,
+    new_request_id,
+    read_body,
+    require_json,
+    send_answer,
+)
 from serving.auth import check_api_key
 from serving.errors import RequestError
+from serving.json_values import parse_json
 from serving.loader import ServingSnapshot
 from serving.oip import INFERENCE_HEADER, InferTarget, infer_body, refused
 from serving.oip_validation import parse_infer
+from serving.openapi_models import ServedShape
 from serving.prediction_log import FeedbackRecord
 from serving.runtime import ServingRuntime
 from serving.scoring import score_rows
-from serving.validation import parse_json, split_predict, validate_feedback, validate_instances
+from serving.validation import split_predict, validate_feedback, validate_instances
 
 logger = logging.getLogger(__name__)
 
 PREDICT_PATH = "/v1/predict"
-_BODY_OVERHEAD_BYTES = 64 * 1024
-_BYTES_PER_ROW = 4 * 1024
-"""The largest body accepted: `max_rows_per_request` rows of this size, plus overhead."""
+
+ReadBody = Callable[[], Awaitable[bytes]]
+"""Reads a request's body (`serving.asgi.read_body`, bounded by `serving.max_body_bytes`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """What the predict and infer handlers read of a request, besides its path."""
 
-    body: bytes
+    read: ReadBody
+    """Reads the body, once the headers pass: a request refused for its credentials or
+    media type, or while no model is loaded, is answered without reading it."""
     api_key: str | None
     content_type: str | None
     request_id: str
@@ -67,10 +85,10 @@ class Incoming:
     """`Inference-Header-Content-Length`: the body holds binary tensor data."""
 
     @classmethod
-    def of(cls, headers: Mapping[str, str], body: bytes, started: float) -> Incoming:
+    def of(cls, headers: Mapping[str, str], read: ReadBody, started: float) -> Incoming:
         """From a routed request's headers (a FastAPI route; case-insensitive `headers`)."""
         return cls(
-            body,
+            read,
             headers.get("x-api-key"),
             headers.get("content-type"),
             new_request_id(headers.get("x-request-id")),
@@ -83,10 +101,10 @@ class PredictionService(ServingRuntime):
     """Everything behind the endpoints, on the models, features, log and metrics that
     `ServingRuntime` holds and starts."""
 
-    @cached_property
+    @property
     def max_body_bytes(self) -> int:
-        """The largest request body read (413 beyond)."""
-        return self.serving.max_rows_per_request * _BYTES_PER_ROW + _BODY_OVERHEAD_BYTES
+        """The largest request body read (413 beyond): `serving.max_body_bytes`."""
+        return self.serving.max_body_bytes
 
     # --- the hot path -----------------------------------------------------------------
 
@@ -112,7 +130,7 @@ class PredictionService(ServingRuntime):
         """Read the request, let `handle` answer it (`refuse` renders a refusal), send it,
         then do the answer's logging."""
         started = time.perf_counter()
-        api_key = content_type = given_id = inference_header = None
+        api_key = content_type = given_id = inference_header = length = None
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 api_key = value.decode("latin-1")
@@ -120,6 +138,8 @@ class PredictionService(ServingRuntime):
                 content_type = value.decode("latin-1")
             elif name == b"x-request-id":
                 given_id = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value.decode("latin-1")
             elif name == INFERENCE_HEADER:
                 inference_header = value.decode("latin-1")
         request_id = new_request_id(given_id)
@@ -127,9 +147,13 @@ class PredictionService(ServingRuntime):
         counted = [True]
         try:
             try:
-                body = await read_body(receive, self.max_body_bytes)
                 request = Incoming(
-                    body, api_key, content_type, request_id, started, inference_header
+                    partial(read_body, receive, self.max_body_bytes, length),
+                    api_key,
+                    content_type,
+                    request_id,
+                    started,
+                    inference_header,
                 )
                 answer = await handle(request, counted)
             except RequestError as exc:
@@ -161,9 +185,10 @@ class PredictionService(ServingRuntime):
         """
         snapshot = self._admit(request)
         champion, _ = self.served(snapshot, self.serving.model_name, None)
-        mode, items = split_predict(parse_json(request.body), self.serving.max_rows_per_request)
+        document = parse_json(await request.read())
+        mode, items = split_predict(document, self.serving.max_rows_per_request)
         if mode == "instances":
-            checked = validate_instances(items, champion.schema)
+            checked = validate_instances(items, champion.schema, self.serving.impute_nulls)
             rows = checked.rows
         else:
             checked, rows = await self.entities.rows(items, champion)
@@ -172,6 +197,7 @@ class PredictionService(ServingRuntime):
         scored = await score_rows(
             self.recorder, snapshot, champion, rows, checked.entities, request_id, request.started
         )
+        imputed = checked.imputed
         predictions = [
             {
                 "prediction_id": f"{request_id}-{i}",
@@ -180,6 +206,7 @@ class PredictionService(ServingRuntime):
                 "model_version": model.version,
                 "variant": "champion" if model is champion else "challenger",
                 "entity": key,
+                "imputed": imputed.get(i, ()),
             }
             for i, (model, p, label, key) in enumerate(
                 zip(
@@ -221,7 +248,10 @@ class PredictionService(ServingRuntime):
                 "supported: send the tensors as JSON",
             )
         parsed = parse_infer(
-            parse_json(request.body), model.schema, self.serving.max_rows_per_request
+            parse_json(await request.read()),
+            model.schema,
+            self.serving.max_rows_per_request,
+            self.serving.impute_nulls,
         )
         self._arrived(counted)
         request_id = request.request_id
@@ -245,6 +275,7 @@ class PredictionService(ServingRuntime):
             [m.version for m in scored.answered_by],
             scored.probabilities,
             scored.labels,
+            rows.imputed,
         )
         return Answer(200, body, {"x-request-id": request_id}, scored.after)
 
@@ -255,11 +286,7 @@ class PredictionService(ServingRuntime):
             RequestError: 401 / 403 for the API key, 415 for a body that is not JSON.
         """
         check_api_key(self.settings, request.api_key)
-        content_type = request.content_type
-        if content_type is not None and "json" not in content_type.lower():
-            raise RequestError(
-                415, "unsupported_media_type", f"send application/json, not {content_type}"
-            )
+        require_json(request.content_type)
         return self.manager.snapshot
 
     def _arrived(self, counted: list[bool] | None) -> None:
@@ -276,13 +303,7 @@ class PredictionService(ServingRuntime):
         Raises:
             RequestError: a refused document.
         """
-        snapshot = self.manager.snapshot
-        classes = {
-            key
-            for model in (snapshot.champion, snapshot.challenger)
-            if model is not None
-            for key in model.class_keys
-        }
+        classes = self.label_classes()
         labels = validate_feedback(
             parse_json(body), self.serving.max_rows_per_request, frozenset(classes) or None
         )
@@ -293,6 +314,38 @@ class PredictionService(ServingRuntime):
         log.submit_feedback([FeedbackRecord(x.prediction_id, x.label, now) for x in labels])
         body_out = orjson.dumps({"accepted": len(labels), "request_id": request_id})
         return Answer(202, body_out, {"x-request-id": request_id})
+
+    def label_classes(self) -> tuple[str, ...]:
+        """The class keys a feedback label may name: the champion's and the challenger's."""
+        snapshot = self.manager.snapshot
+        keys = [
+            key
+            for model in (snapshot.champion, snapshot.challenger)
+            if model is not None
+            for key in model.class_keys
+        ]
+        return tuple(dict.fromkeys(keys))
+
+    def request_shape(self) -> ServedShape | None:
+        """What request bodies look like for the served champion (for the OpenAPI document):
+        its input schema, the online store's key type, the classes, the loaded versions."""
+        snapshot = self.manager.snapshot
+        champion = snapshot.champion
+        if champion is None:
+            return None
+        reader = self.entities.reader
+        entity_type = (
+            reader.entity_type
+            if reader is not None and reader.feature_service == champion.feature_service
+            else None
+        )
+        return ServedShape(
+            champion.schema,
+            self.serving.impute_nulls,
+            entity_type,
+            self.label_classes(),
+            tuple(m.version for m in snapshot.loaded),
+        )
 
     def models(self) -> dict[str, object]:
         """`GET /v1/models`: what is loaded and how traffic is split."""
@@ -310,7 +363,7 @@ class PredictionService(ServingRuntime):
             "models": loaded,
             "input_schema": None
             if snapshot.champion is None
-            else snapshot.champion.schema.describe(),
+            else {**snapshot.champion.schema.describe(), "impute_nulls": self.serving.impute_nulls},
             "traffic": snapshot.traffic(),
             "rollout": rollout.model_dump(mode="json"),
             "generation": snapshot.generation,

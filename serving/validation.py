@@ -2,86 +2,26 @@
 
 Requests are parsed with orjson and checked by hand against the served model's input
 schema rather than by a pydantic model: the checks name the exact field
-(`instances[3].amount`), know the model's features (which a static model cannot), and
-cost a few microseconds per row on the hot path. `serving.openapi_models` documents the
-same shapes in the OpenAPI schema (tests/unit/test_serving_openapi_agreement.py keeps
-the two in step); refusals are `serving.errors.RequestError`.
+(`instances[3].amount`), know the model's features and its data contract (which
+features are never null), and cost a few microseconds per row on the hot path. A
+feature number must fit the model's 32-bit floats (`LARGEST_NUMBER`): a larger one, an
+infinity or a NaN would be imputed silently, so it is refused. `serving.openapi_models`
+documents the same shapes in the OpenAPI document, for the served model
+(tests/unit/test_serving_openapi_agreement.py checks that the two accept the same
+requests); refusals are `serving.errors.RequestError`. The body is parsed, and its
+numbers told apart, by `serving.json_values`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
 from serving.errors import MAX_ISSUES, FieldIssue, RequestError
-
-_LARGEST_INT = 2**53
-"""Integers beyond this lose precision as floats; larger ones are refused."""
-
-
-# --- JSON -----------------------------------------------------------------------------
-
-
-class _NonFinite:
-    """Stands for a `NaN` / `Infinity` token, so validation can name where it was."""
-
-    __slots__ = ("token",)
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __repr__(self) -> str:
-        return self.token
-
-
-def parse_json(body: bytes) -> Any:
-    """The request document.
-
-    orjson refuses `NaN`, `Infinity` and numbers overflowing a double outright; the
-    standard parser is then tried so such a value can be reported at its field
-    (validation refuses it there). Anything neither parser reads is malformed.
-
-    Raises:
-        RequestError: 400 `malformed_json` with the parser's position.
-    """
-    if not body:
-        raise RequestError(400, "malformed_json", "the request body is empty: send a JSON object")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        first = exc
-    try:
-        return json.loads(body, parse_constant=_NonFinite)
-    except (ValueError, RecursionError):
-        raise RequestError(
-            400, "malformed_json", f"the request body is not valid JSON: {first}"
-        ) from None
-
-
-def json_kind(value: object) -> str:
-    """How a JSON value reads in an error message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
-        return f"the non-finite number {value}"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
+from serving.json_values import LARGEST_NUMBER, HugeInteger, as_integer, is_non_finite, json_kind
 
 # --- the input schema -------------------------------------------------------------------
 
@@ -89,27 +29,58 @@ def json_kind(value: object) -> str:
 EntityType = Literal["string", "int64"]
 
 
+Getter = Callable[[dict[str, Any]], tuple[Any, ...]]
+
+
+def _getter(names: tuple[str, ...]) -> Getter:
+    """The row's values of `names`, as a tuple, in one C call."""
+    if not names:
+        return lambda row: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda row: (row[name],)
+    get: Getter = operator.itemgetter(*names)
+    return get
+
+
 @dataclass(frozen=True)
 class InputSchema:
-    """What a feature row must hold: numeric and categorical features, the entity key."""
+    """What a feature row must hold: numeric and categorical features, the entity key, and
+    the features the model's data contract says are never null."""
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     entity: str | None
+    never_null: frozenset[str] = frozenset()
+    """Features with no null in the contract learned at ingestion (none without a contract)."""
+    features: frozenset[str] = field(init=False, repr=False, compare=False)
+    """Every feature name."""
+    numbers_of: Getter = field(init=False, repr=False, compare=False)
+    """A row's numeric values, in one C call (built once: the hot path reads them)."""
+    texts_of: Getter = field(init=False, repr=False, compare=False)
+    """A row's categorical values."""
+    required_texts_of: Getter = field(init=False, repr=False, compare=False)
+    """A row's categorical values that may not be null (numeric nulls are always checked)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_features", frozenset((*self.numeric, *self.categorical)))
-
-    @property
-    def features(self) -> frozenset[str]:
-        """Every feature name."""
-        found: frozenset[str] = object.__getattribute__(self, "_features")
-        return found
+        required_texts = tuple(n for n in self.categorical if n in self.never_null)
+        for name, value in (
+            ("features", frozenset((*self.numeric, *self.categorical))),
+            ("numbers_of", _getter(self.numeric)),
+            ("texts_of", _getter(self.categorical)),
+            ("required_texts_of", _getter(required_texts)),
+        ):
+            object.__setattr__(self, name, value)
 
     def describe(self) -> dict[str, object]:
-        """Feature names and JSON types, as `GET /v1/models` shows them."""
-        features = [{"name": n, "type": "number", "nullable": True} for n in self.numeric]
-        features += [{"name": n, "type": "string", "nullable": True} for n in self.categorical]
+        """Feature names, JSON types and whether the contract allows null, as `GET /v1/models`
+        shows them."""
+        never = self.never_null
+        features = [
+            {"name": n, "type": kind, "nullable": n not in never}
+            for names, kind in ((self.numeric, "number"), (self.categorical, "string"))
+            for n in names
+        ]
         return {"features": features, "entity": self.entity}
 
 
@@ -125,6 +96,8 @@ class PredictInput:
     """Feature rows (instances mode); empty in entities mode until features are read."""
     entities: list[str | int | None]
     """Each row's entity value (None when an instance does not carry one)."""
+    imputed: dict[int, list[str]] = field(default_factory=dict)
+    """Per row (by index), the never-null features whose null is imputed (`impute_nulls`)."""
 
 
 PredictMode = Literal["instances", "entities"]
@@ -175,11 +148,18 @@ def split_predict(document: Any, max_rows: int) -> tuple[PredictMode, list[Any]]
     return mode, items
 
 
-def validate_instances(items: list[Any], schema: InputSchema) -> PredictInput:
-    """Check feature rows: every feature, nothing else but the entity, JSON types, finite.
+def validate_instances(
+    items: list[Any], schema: InputSchema, impute_nulls: bool = False
+) -> PredictInput:
+    """Check feature rows: every feature, nothing else but the entity, JSON types, numbers
+    a 32-bit float holds, and no null where the data contract allows none.
 
-    A row of well-typed finite values passes on a fast path (a few C-level calls per
+    A row of well-typed values in range passes on a fast path (a few C-level calls per
     row); only a row that fails it is examined value by value to name what is wrong.
+
+    Args:
+        impute_nulls: accept a null the contract forbids (the model imputes it) and list
+            it in `PredictInput.imputed`, instead of refusing it.
 
     Raises:
         RequestError: 422 naming each bad field (up to `MAX_ISSUES`).
@@ -187,10 +167,12 @@ def validate_instances(items: list[Any], schema: InputSchema) -> PredictInput:
     features = schema.features
     wanted = len(features)
     entity = schema.entity
-    numeric_of = _getter(schema.numeric)
-    categorical_of = _getter(schema.categorical)
+    numbers_of = schema.numbers_of
+    texts_of = schema.texts_of
+    required_texts_of = schema.required_texts_of
     issues: list[FieldIssue] = []
     entities: list[str | int | None] = []
+    imputed: dict[int, list[str]] = {}
     for i, row in enumerate(items):
         if type(row) is not dict:
             issues.append(
@@ -202,50 +184,61 @@ def validate_instances(items: list[Any], schema: InputSchema) -> PredictInput:
             continue
         key: str | int | None = None
         if entity is not None and entity in row:
-            key = row[entity]
-            if not _valid_entity(key, None):
-                issues.append(_entity_issue(f"instances[{i}].{entity}", key, None))
+            key = _entity_key(row[entity], None)
+            if key is None:
+                issues.append(_entity_issue(f"instances[{i}].{entity}", row[entity], None))
             keys_ok = len(row) == wanted + 1 and row.keys() - {entity} == features
         else:
             keys_ok = len(row) == wanted and row.keys() == features
         entities.append(key)
-        if keys_ok and _fine_numbers(numeric_of(row)) and _fine_texts(categorical_of(row)):
+        if (
+            keys_ok
+            and _fine_numbers(numbers_of(row))  # a null always takes the slow path here
+            and _fine_texts(texts_of(row))
+            and None not in required_texts_of(row)
+        ):
             continue
         if not keys_ok:
-            _key_issues(row, features, entity, i, issues)
-        _value_issues(row, schema, i, issues)
+            _key_issues(row, schema, i, issues)
+        nulls = _value_issues(row, schema, i, issues)
+        if nulls:
+            if impute_nulls:
+                imputed[i] = nulls
+            else:
+                issues.extend(
+                    FieldIssue(
+                        f"instances[{i}].{name}",
+                        "null_not_allowed",
+                        "null is not allowed: the model's data contract says this feature "
+                        "is never null",
+                    )
+                    for name in nulls
+                )
         if len(issues) >= MAX_ISSUES:
             break
     if issues:
         raise RequestError.from_issues(422, issues[:MAX_ISSUES], max(0, len(issues) - MAX_ISSUES))
-    return PredictInput("instances", items, entities)
+    return PredictInput("instances", items, entities, imputed)
 
 
 _NUMBER_TYPES = frozenset({float, int})
 _TEXT_TYPES = frozenset({str, type(None)})
 
 
-def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """The row's values of `names`, as a tuple, in one C call."""
-    if not names:
-        return lambda row: ()
-    if len(names) == 1:
-        name = names[0]
-        return lambda row: (row[name],)
-    get: Callable[[dict[str, Any]], tuple[Any, ...]] = operator.itemgetter(*names)
-    return get
-
-
 def _fine_numbers(values: tuple[Any, ...]) -> bool:
-    """All finite floats or ints of a safe size (None sends the row to the slow path)."""
+    """All ints or floats within ±LARGEST_NUMBER, no NaN (None sends the row to the slow path).
+
+    One sum of magnitudes answers it: a NaN, an infinity or too large a value makes it
+    fail the bound (a NaN compares false). A row whose values are each in range but
+    whose magnitudes add up past it takes the slow path, which checks them one by one.
+    """
     if not set(map(type, values)) <= _NUMBER_TYPES:
         return False
-    total = sum(values)
-    if total - total != 0:  # a NaN or an infinity (or a float overflow: checked slowly)
+    try:
+        magnitude: float = sum(map(abs, values))
+    except OverflowError:  # an integer beyond any float, added to a float
         return False
-    return type(total) is float or all(
-        -_LARGEST_INT <= v <= _LARGEST_INT for v in values if type(v) is int
-    )
+    return magnitude <= LARGEST_NUMBER
 
 
 def _fine_texts(values: tuple[Any, ...]) -> bool:
@@ -254,27 +247,35 @@ def _fine_texts(values: tuple[Any, ...]) -> bool:
 
 def _value_issues(
     row: dict[str, Any], schema: InputSchema, i: int, issues: list[FieldIssue]
-) -> None:
+) -> list[str]:
+    """Append the row's bad values to `issues`; return the features null against the contract."""
+    never_null = schema.never_null
+    nulls: list[str] = []
     for name in schema.numeric:
-        value: Any = row.get(name)
+        if name not in row:
+            continue  # named by `_key_issues`
+        value: Any = row[name]
         kind = type(value)
-        if kind is float:
-            if not math.isfinite(value):
+        if kind is float or kind is int:
+            if value != value or (kind is float and math.isinf(value)):
                 issues.append(_number_issue(f"instances[{i}].{name}", value))
-        elif kind is int:
-            if not -_LARGEST_INT <= value <= _LARGEST_INT:
-                issues.append(
-                    FieldIssue(
-                        f"instances[{i}].{name}",
-                        "out_of_range",
-                        f"integer {value} is too large to be a feature value",
-                    )
-                )
-        elif value is not None:
+            elif abs(value) > LARGEST_NUMBER:
+                issues.append(_too_large(f"instances[{i}].{name}", value))
+        elif kind is HugeInteger:
+            issues.append(_too_large(f"instances[{i}].{name}", value))
+        elif value is None:
+            if name in never_null:
+                nulls.append(name)
+        else:
             issues.append(_number_issue(f"instances[{i}].{name}", value))
     for name in schema.categorical:
-        text: Any = row.get(name)
-        if text is not None and type(text) is not str:
+        if name not in row:
+            continue
+        text: Any = row[name]
+        if text is None:
+            if name in never_null:
+                nulls.append(name)
+        elif type(text) is not str:
             issues.append(
                 FieldIssue(
                     f"instances[{i}].{name}",
@@ -282,36 +283,46 @@ def _value_issues(
                     f"expected a string or null, got {json_kind(text)}",
                 )
             )
+    return sorted(nulls)
 
 
-def _key_issues(
-    row: dict[str, Any], features: frozenset[str], entity: str | None, i: int, out: list[FieldIssue]
-) -> None:
+def _too_large(field: str, value: int | float | HugeInteger) -> FieldIssue:
+    shown = repr(value) if isinstance(value, HugeInteger) else f"{value:.6g}"
+    return FieldIssue(
+        field,
+        "out_of_range",
+        f"{shown} is too large to be a feature value: at most ±{LARGEST_NUMBER:.8g} "
+        "(the model computes in 32-bit floats)",
+    )
+
+
+def _key_issues(row: dict[str, Any], schema: InputSchema, i: int, out: list[FieldIssue]) -> None:
+    features = schema.features
     for name in row:
-        if name not in features and name != entity:
+        if name not in features and name != schema.entity:
             out.append(FieldIssue(f"instances[{i}].{name}", "unknown_feature", "unknown feature"))
     for name in sorted(features - row.keys()):
-        out.append(
-            FieldIssue(
-                f"instances[{i}].{name}", "missing_feature", "missing feature (null is allowed)"
-            )
-        )
+        hint = "" if name in schema.never_null else " (send null if unknown)"
+        field = f"instances[{i}].{name}"
+        out.append(FieldIssue(field, "missing_feature", f"missing feature{hint}"))
 
 
 def _number_issue(field: str, value: object) -> FieldIssue:
-    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+    if is_non_finite(value):
         return FieldIssue(
             field, "not_finite", f"{json_kind(value)} is not allowed; send null if unknown"
         )
     return FieldIssue(field, "wrong_type", f"expected a number or null, got {json_kind(value)}")
 
 
-def _valid_entity(value: object, entity_type: EntityType | None) -> bool:
-    if type(value) is int:
-        return entity_type != "string" and -(2**63) <= value < 2**63
+def _entity_key(value: object, entity_type: EntityType | None) -> str | int | None:
+    """The entity key a JSON value is, if it is one of the key type (None if not)."""
     if type(value) is str:
-        return entity_type != "int64" and 0 < len(value) <= 256
-    return False
+        return value if entity_type != "int64" and 0 < len(value) <= 256 else None
+    number = as_integer(value)
+    if number is not None and entity_type != "string" and -(2**63) <= number < 2**63:
+        return number
+    return None
 
 
 def _entity_issue(field: str, value: object, entity_type: EntityType | None) -> FieldIssue:
@@ -354,10 +365,11 @@ def validate_entities(
             )
             continue
         value = item[entity]
-        if not _valid_entity(value, entity_type):
+        key = _entity_key(value, entity_type)
+        if key is None:
             issues.append(_entity_issue(f"entities[{i}].{entity}", value, entity_type))
             continue
-        keys.append(value)
+        keys.append(key)
         if len(issues) >= MAX_ISSUES:
             break
     if issues:
@@ -427,8 +439,9 @@ def validate_feedback(
                 )
             )
             continue
-        if type(label) is int:
-            label = str(label)
+        number = as_integer(label)
+        if number is not None:
+            label = str(number)
         if type(label) is not str:
             issues.append(
                 FieldIssue(
@@ -453,3 +466,27 @@ def validate_feedback(
     if issues:
         raise RequestError.from_issues(422, issues[:MAX_ISSUES], max(0, len(issues) - MAX_ISSUES))
     return out
+
+
+# --- admin --------------------------------------------------------------------------------
+
+
+def validate_pause(document: Any) -> str | None:
+    """The reason of a pause request, `{"reason": "..."}` (null or left out: none given).
+
+    Raises:
+        RequestError: 422 for another shape.
+    """
+    if not isinstance(document, dict):
+        raise RequestError(
+            422, "invalid_body", f'expected {{"reason": "..."}}, got {json_kind(document)}', "body"
+        )
+    for key in document:
+        if key != "reason":
+            raise RequestError(422, "unknown_field", "unknown field: send `reason`", str(key))
+    reason = document.get("reason")
+    if reason is not None and type(reason) is not str:
+        raise RequestError(
+            422, "wrong_type", f"expected a string, got {json_kind(reason)}", "reason"
+        )
+    return reason

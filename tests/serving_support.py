@@ -46,7 +46,8 @@ from mlops.modeling.artifact import WEIGHTS
 from mlops.registry.client import register_challenger, registry_client
 from mlops.rollout.lock import RolloutLock
 from mlops.rollout.state import RolloutState, read_rollout, write_rollout
-from mlops.settings import ServingSettings, Settings
+from mlops.settings import QualitySettings, ServingSettings, Settings
+from mlops.validation import learn_profile, save_profile
 
 if TYPE_CHECKING:
     from serving.app import ServingApp
@@ -158,6 +159,17 @@ def register_model(
         lineage_key=key,
         tags={"features.service": f"{SPEC.name}_v1", "features.project": "mlops", **(tags or {})},
     )
+
+
+def with_contract(settings: Settings, models: SmallModels) -> Settings:
+    """The settings, with a data contract learned from the models' batch for serving to read
+    (under a dataset name of the served model's own). The synthetic batch has no nulls,
+    so the contract says every feature is never null."""
+    dataset = f"{SPEC.name}-{settings.serving.model_name}"
+    settings = settings.model_copy(update={"quality": QualitySettings(serving_dataset=dataset)})
+    profile = learn_profile(SPEC, models.raw, "e" * 64).model_copy(update={"dataset": dataset})
+    save_profile(profile, settings)
+    return settings
 
 
 def set_alias(settings: Settings, name: str, alias: str, version: str) -> None:
@@ -289,6 +301,7 @@ def running_service(store: Settings, models: SmallModels, prefix: str) -> Iterat
         api_key=API_KEY,
         poll_interval_s=60.0,  # the tests reload through the admin endpoint
         max_rows_per_request=50,
+        max_body_bytes=64 * 1024,
     )
     settings = Settings.model_validate(settings.model_dump())  # SecretStr admin token
     register_model(settings, name, models, 0)  # v1: champion (and challenger)
@@ -341,6 +354,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "MLOPS_SERVING__BATCH_WAIT_MS": str(serving.batch_wait_ms),
         "MLOPS_SERVING__BATCH_MAX_ROWS": str(serving.batch_max_rows),
         "MLOPS_SERVING__MAX_ROWS_PER_REQUEST": str(serving.max_rows_per_request),
+        "MLOPS_SERVING__MAX_BODY_BYTES": str(serving.max_body_bytes),
+        "MLOPS_SERVING__IMPUTE_NULLS": str(serving.impute_nulls).lower(),
     }
     if serving.api_key is not None:
         env["MLOPS_SERVING__API_KEY"] = serving.api_key.get_secret_value()

@@ -20,7 +20,20 @@ class ServingSettings(Section):
     api_key: SecretStr | None = Field(
         default=None, description="When set, prediction endpoints need header `X-API-Key`."
     )
-    max_rows_per_request: Count = 10_000
+    max_rows_per_request: Count = Field(
+        default=10_000, description="Rows (or labels) per request; more are refused with 413."
+    )
+    max_body_bytes: Count = Field(
+        default=16 * 1024 * 1024,
+        description="Largest request body; a larger one is refused with 413 before it is "
+        "parsed (from its Content-Length, or as soon as it grows past this).",
+    )
+    impute_nulls: bool = Field(
+        default=False,
+        description="A null in a feature the model's data contract says is never null is "
+        "refused with 422 unless this is set; then the model imputes it and the answer "
+        "lists the feature in the row's `imputed`.",
+    )
     batch_max_rows: Count = Field(
         default=512, description="Rows gathered from concurrent requests per forward pass."
     )

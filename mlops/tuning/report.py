@@ -12,8 +12,8 @@ import optuna
 from mlops.modeling import EpochRecord
 from mlops.modeling.plots import learning_curves_figure
 from mlops.settings import Settings
-from mlops.tracking.plots import log_figure, log_study_plots
 from mlops.tracking.mlflow_tracking import tracking_client
+from mlops.tracking.plots import log_figure, log_study_plots
 from mlops.tuning.study import ATTR_HISTORY, open_study
 from mlops.tuning.summary import StudySummary, best_trial_summary
 

@@ -192,6 +192,12 @@ def allowed_null_rate(column: ColumnProfile, validation: ValidationSettings) -> 
     return min(1.0, column.null_rate + validation.null_rate_tolerance)
 
 
+def never_null_columns(profile: ReferenceProfile, validation: ValidationSettings) -> frozenset[str]:
+    """The columns in which the contract allows no null at all (`allowed_null_rate` 0): a
+    batch with one null there fails ingestion, so serving refuses one in a request too."""
+    return frozenset(c.name for c in profile.columns if allowed_null_rate(c, validation) == 0.0)
+
+
 def widen_range(
     low: float, high: float, margin: float, *, log_scale: bool = False
 ) -> tuple[float, float]:

@@ -157,6 +157,46 @@ def test_no_bad_request_is_ever_a_500(service: Service) -> None:
     assert wrong_type.status_code == 415
 
 
+def test_a_number_too_large_for_a_float_is_a_422_naming_the_field(service: Service) -> None:
+    rows = service.models.rows(2)
+    numeric = service.models.schema.numeric
+    rows[1][numeric[0]] = 123456.789
+    rows[1][numeric[1]] = 0.5  # a float beside the huge integer: the reported 500
+    body = orjson.dumps({"instances": rows}).replace(b"123456.789", b"1" + b"0" * 400, 1)
+    answer = service.raw(body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("out_of_range", f"instances[1].{numeric[0]}")
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_parsed(service: Service) -> None:
+    limit = service.settings.serving.max_body_bytes
+    big = b'{"instances": [' + b" " * limit + b"]}"
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: refused as it grows past the limit
+        yield big[:1000]
+        yield big[1000:]
+
+    json_type = {"Content-Type": "application/json"}
+    for path in ("/v1/predict", "/v1/feedback"):
+        for content in (big, chunked()):
+            answer = service.client.post(path, content=content, headers=json_type)
+            assert answer.status_code == 413, (path, answer.text)
+            assert (answer.json()["error"]["code"], answer.json()["error"]["field"]) == (
+                "body_too_large",
+                "body",
+            )
+    for path in (f"/v2/models/{service.name}/infer", f"/v2/models/{service.name}/versions/2/infer"):
+        for content in (big, chunked()):  # the protocol's error document
+            answer = service.client.post(path, content=content, headers=json_type)
+            assert answer.status_code == 413, (path, answer.text)
+            assert "serving.max_body_bytes" in answer.json()["error"]
+    paused = service.client.post(
+        "/v1/admin/rollout/pause", content=big, headers={**json_type, **service.admin}
+    )
+    assert paused.status_code == 413
+
+
 def test_api_key_is_enforced_on_prediction_endpoints(service: Service) -> None:
     row = service.models.rows(1)
     bare = httpx.Client(base_url=service.url, timeout=30)

@@ -9,9 +9,10 @@ import orjson
 import pytest
 
 from serving.errors import RequestError
+from serving.json_values import parse_json
 from serving.oip import InferTarget, infer_body, infer_target, refused
 from serving.oip_validation import OUTPUTS, TENSOR_INPUT, parse_infer
-from serving.validation import InputSchema, parse_json
+from serving.validation import InputSchema
 
 SCHEMA = InputSchema(numeric=("amount", "hour"), categorical=("channel",), entity="card_id")
 ROWS = [
@@ -111,6 +112,8 @@ def added(*inputs: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+HUGE = parse_json(b"1" + b"0" * 400)
+"""An integer literal of 401 digits, as the service reads it."""
 BAD: list[tuple[str, Any, int, str, tuple[str, ...]]] = [
     ("not an object", [], 400, "body", ("JSON object",)),
     ("unknown field", {**columnar(), "inputz": 1}, 400, "inputz", ("unknown field",)),
@@ -164,7 +167,7 @@ BAD: list[tuple[str, Any, int, str, tuple[str, ...]]] = [
         "rows disagree",
         changed(("inputs", 2), column("channel", "BYTES", ["a"])),
         400,
-        "inputs[2].shape",
+        "inputs[2].shape[0]",
         ("'channel' has 1 rows", "'amount' has 2"),
     ),
     (
@@ -238,17 +241,36 @@ BAD: list[tuple[str, Any, int, str, tuple[str, ...]]] = [
         ("'channel', row 1",),
     ),
     (
-        "too large for a feature",
-        changed(("inputs", 1, "data"), [[3], [2**60]]),
+        "too large for a 32-bit float",
+        changed(("inputs", 0, "data"), [12.5, 1e39]),
         400,
-        "inputs",
-        ("'hour', row 1", "too large"),
+        "inputs[0].data[1]",
+        ("'amount', row 1", "too large", "32-bit"),
+    ),
+    (
+        "too large in the tensor",
+        {
+            "inputs": [
+                column(TENSOR_INPUT, "FP64", [[1, 2], [3, 4e38]], [2, 2]),
+                column("channel", "BYTES", ["a", "b"]),
+            ]
+        },
+        400,
+        "inputs[0].data[1][1]",
+        (f"input {TENSOR_INPUT!r} ('hour'), row 1", "too large"),
+    ),
+    (
+        "an integer of 401 digits",
+        changed(("inputs", 1, "data"), [[3], [HUGE]]),
+        400,
+        "inputs[1].data[1][0]",
+        ("'hour', row 1", "401 digits"),
     ),
     (
         "an empty entity key",
         added(column("card_id", "BYTES", ["c", ""])),
         400,
-        "inputs",
+        "inputs[3].data[1]",
         ("'card_id', row 1",),
     ),
     (
@@ -283,7 +305,7 @@ BAD: list[tuple[str, Any, int, str, tuple[str, ...]]] = [
         "no rows",
         {"inputs": [column("amount", "FP32", [], [0])]},
         400,
-        "inputs[0].shape",
+        "inputs[0].shape[0]",
         ("no rows",),
     ),
 ]
@@ -312,6 +334,54 @@ def test_too_many_rows_is_a_413_and_non_finite_numbers_are_named() -> None:
         assert "row 0" in error.message and "finite" in error.message
 
 
+CONTRACT = InputSchema(
+    numeric=("amount", "hour"),
+    categorical=("channel",),
+    entity="card_id",
+    never_null=frozenset({"amount", "channel"}),
+)
+"""The data contract says `amount` and `channel` are never null; `hour` may be."""
+
+
+def test_nulls_follow_the_data_contract_as_in_v1() -> None:
+    """Refused at the value (`columnar()` has a null `amount` and `channel` in row 1), or
+    imputed and flagged with `impute_nulls`; a null where the contract allows one passes."""
+    with pytest.raises(RequestError) as caught:
+        parse_infer(columnar(), CONTRACT, 10)
+    error = caught.value
+    assert (error.status, error.code, error.field) == (400, "null_not_allowed", "inputs[0].data[1]")
+    assert "'amount', row 1" in error.message and "(and 1 more)" in error.message
+    assert parse_infer(columnar(), CONTRACT, 10, impute_nulls=True).rows.imputed == {
+        1: ["amount", "channel"]
+    }
+    tensor = column(TENSOR_INPUT, "FP32", [[12.5, 3], [None, 23]], [2, 2])
+    refused = refusal_of({"inputs": [tensor, column("channel", "BYTES", ["a", "b"])]})
+    assert (refused.code, refused.field) == ("null_not_allowed", "inputs[0].data[1][0]")
+    assert f"input {TENSOR_INPUT!r} ('amount'), row 1" in refused.message
+    hour_only = {"inputs": [*columnar()["inputs"][1:2], column("amount", "FP32", [1, 2])]}
+    hour_only["inputs"].append(column("channel", "BYTES", ["a", "b"]))
+    assert parse_infer(hour_only, CONTRACT, 10).rows.rows[1]["hour"] == 23
+
+
+def refusal_of(document: Any) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        parse_infer(document, CONTRACT, 10)
+    return caught.value
+
+
+def test_integral_numbers_are_integers_and_non_finite_ones_are_not_finite() -> None:
+    """`3.0` is the integer 3 (JSON Schema's meaning), for an integer type and a dimension;
+    a `NaN` is `not_finite`, as in `/v1`."""
+    document = columnar()
+    document["inputs"][1] = column("hour", "INT64", [3.0, 23], [2.0])
+    rows = parsed(document).rows.rows
+    assert [row["hour"] for row in rows] == [3, 23] and type(rows[0]["hour"]) is int
+    document["inputs"][1] = column("hour", "INT64", [3.0, 2.0**60])
+    assert refusal(document).field == "inputs[1].data[1]"
+    body = orjson.dumps(columnar()).replace(b"12.5", b"NaN", 1)
+    assert refusal(parse_json(body)).code == "not_finite"
+
+
 def test_the_answer_holds_the_requested_outputs_and_who_answered() -> None:
     body = orjson.loads(
         infer_body(
@@ -326,7 +396,7 @@ def test_the_answer_holds_the_requested_outputs_and_who_answered() -> None:
     )
     assert (body["model_name"], body["model_version"], body["id"]) == ("fraud", "1,2", "client-id")
     assert body["parameters"] == {"request_id": "req-1"}
-    probabilities, prediction, version = body["outputs"]
+    probabilities, prediction, version, imputed = body["outputs"]
     assert probabilities == {
         "name": "probabilities",
         "datatype": "FP32",
@@ -339,6 +409,11 @@ def test_the_answer_holds_the_requested_outputs_and_who_answered() -> None:
         [3],
         ["1", "2", "1"],
     )
+    assert (imputed["name"], imputed["datatype"], imputed["data"]) == ("imputed", "BYTES", [""] * 3)
+    flagged = infer_body(
+        "m", "r", "r", ("imputed",), ["1"] * 2, [[1.0, 0.0]] * 2, [0, 0], {1: ["a", "b"]}
+    )
+    assert orjson.loads(flagged)["outputs"][0]["data"] == ["", "a,b"]
     text = orjson.loads(infer_body("m", "r", "r", ("prediction",), ["1"], [[1.0, 0.0]], ["cat"]))
     assert text["model_version"] == "1"
     assert text["outputs"] == [

@@ -9,10 +9,10 @@ import pytest
 
 from serving.auth import check_admin, check_api_key
 from serving.errors import RequestError
+from serving.json_values import parse_json
 from serving.validation import (
     InputSchema,
     PredictInput,
-    parse_json,
     split_predict,
     validate_entities,
     validate_feedback,
@@ -169,3 +169,42 @@ def test_credentials_answer_401_when_missing_and_403_when_wrong(tmp_path: Any) -
     with pytest.raises(RequestError) as caught:
         check_admin(settings, None)
     assert caught.value.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+HUGE_INTEGER = b"1" + b"0" * 400
+"""An integer literal of 401 digits: no float holds it (the reported 500)."""
+
+
+@pytest.mark.parametrize("digits", [HUGE_INTEGER, b"1" + b"0" * 5000])
+def test_an_integer_too_large_for_a_float_is_refused_at_its_field(digits: bytes) -> None:
+    body = b'{"instances": [{"amount": 1.5, "hour": 2.5, "channel": "pos"}, {"amount": %s, '
+    body = body % digits + b'"hour": 1.5, "channel": "web"}]}'
+    error = refused(body)
+    assert (error.status, error.code, error.field) == (422, "out_of_range", "instances[1].amount")
+    assert "digits" in error.message and len(error.message) < 200
+
+
+CONTRACT = InputSchema(
+    numeric=("amount", "hour"),
+    categorical=("channel",),
+    entity="card_id",
+    never_null=frozenset({"amount", "channel"}),
+)
+"""The data contract says `amount` and `channel` are never null; `hour` may be."""
+
+
+def test_a_null_the_contract_forbids_is_refused_naming_the_field() -> None:
+    rows = [row(hour=None), row(amount=None), row(channel=None)]
+    with pytest.raises(RequestError) as caught:
+        validate_instances(rows, CONTRACT)
+    error = caught.value
+    assert (error.status, error.code) == (422, "null_not_allowed")
+    fields = [issue.field for issue in error.issues]
+    assert fields == [error.field, "instances[2].channel"] == ["instances[1].amount", fields[1]]
+    assert validate_instances([row(hour=None)], CONTRACT).imputed == {}
+
+
+def test_imputing_nulls_the_contract_forbids_flags_each_row() -> None:
+    rows = [row(), row(amount=None, hour=None), row(channel=None, amount=None)]
+    checked = validate_instances(rows, CONTRACT, impute_nulls=True)
+    assert checked.imputed == {1: ["amount"], 2: ["amount", "channel"]}

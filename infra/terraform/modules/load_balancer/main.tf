@@ -100,7 +100,8 @@ resource "aws_wafv2_web_acl" "this" {
         vendor_name = "AWS"
 
         # Prediction requests carry up to serving.max_rows_per_request rows: far more
-        # than the rule group's 8 KB body limit. The app bounds the size itself.
+        # than the rule group's 8 KB body limit. The app bounds the size itself
+        # (serving.max_body_bytes).
         rule_action_override {
           name = "SizeRestrictions_BODY"
 
