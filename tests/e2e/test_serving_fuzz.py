@@ -59,9 +59,9 @@ API_KEY = "fuzz-api-key"
 ADMIN = "fuzz-admin-token"
 MAX_ROWS = 8
 """Rows per request: small, so that generated batches (and overfull ones) stay cheap."""
-MAX_EXAMPLES = 250
+MAX_EXAMPLES = 25
 """Generated requests per operation in the fuzzing phase (fewer where a schema has fewer)."""
-MIN_REQUESTS = 2_000
+MIN_REQUESTS = 1_000
 STATEFUL = "Stateful tests"
 """The label of the stateful phase's requests (sequences of operations)."""
 INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
