@@ -13,14 +13,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from mlops.modeling.config import TrainConfig
 from mlops.settings import Settings
 from mlops.tracking.mlflow_tracking import TAG_RUN_KIND, TAG_STUDY_NAME, tracking_client
+
+if TYPE_CHECKING:  # a type only: importing mlops.modeling loads torch
+    from mlops.modeling.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
