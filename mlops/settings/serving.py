@@ -29,10 +29,12 @@ class ServingSettings(Section):
         "parsed (from its Content-Length, or as soon as it grows past this).",
     )
     impute_nulls: bool = Field(
-        default=False,
+        default=True,
         description="A null in a feature the model's data contract says is never null is "
-        "refused with 422 unless this is set; then the model imputes it and the answer "
-        "lists the feature in the row's `imputed`.",
+        "imputed by the model, listed in the row's `imputed`, counted in /metrics and "
+        "logged, so the drift monitor opens a data-quality incident (and people are told) "
+        "when a pipe breaks; false refuses such a row with 422 naming the field (the "
+        "client is told, the monitor never sees the rows).",
     )
     batch_max_rows: Count = Field(
         default=512, description="Rows gathered from concurrent requests per forward pass."
