@@ -142,6 +142,7 @@ def test_a_drift_event_starts_a_retraining_and_the_cooldown_holds_the_next_one(
     assert first.run["state_type"] == "COMPLETED", first.run["state"]
     assert first.run["parameters"]["params"] == {
         "dataset_config": "datasets/card_fraud.yaml",
+        "policy": "quarantine-rows",
         "retrain": {
             "trigger": "drift",
             "event_id": str(first.event.id),
