@@ -245,6 +245,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
                     block_name="mlops-hostile",
                 ),
             )
+            # The tracking store exists before the worker's resume runs open it: two
+            # processes migrating one fresh SQLite file race ("duplicate column name").
+            registry_client(settings)
             start_worker(stack)
             up_s = time.monotonic() - began
             models = _models(root / "models")
