@@ -396,13 +396,7 @@ def validate_feedback(
     Raises:
         RequestError: 422 for a wrong shape, type or unknown class; 413 when too long.
     """
-    if not isinstance(document, dict):
-        raise RequestError(
-            422, "invalid_body", f"expected a JSON object, got {json_kind(document)}", "body"
-        )
-    for key in document:
-        if key != "labels":
-            raise RequestError(422, "unknown_field", "unknown field: send `labels`", str(key))
+    _one_field_object(document, "labels", "a JSON object")
     items = document.get("labels")
     if items is None:
         raise RequestError(422, "invalid_body", "`labels` is required", "labels")
@@ -477,16 +471,25 @@ def validate_pause(document: Any) -> str | None:
     Raises:
         RequestError: 422 for another shape.
     """
-    if not isinstance(document, dict):
-        raise RequestError(
-            422, "invalid_body", f'expected {{"reason": "..."}}, got {json_kind(document)}', "body"
-        )
-    for key in document:
-        if key != "reason":
-            raise RequestError(422, "unknown_field", "unknown field: send `reason`", str(key))
+    _one_field_object(document, "reason", '{"reason": "..."}')
     reason = document.get("reason")
     if reason is not None and type(reason) is not str:
         raise RequestError(
             422, "wrong_type", f"expected a string, got {json_kind(reason)}", "reason"
         )
     return reason
+
+
+def _one_field_object(document: Any, field: str, expected: str) -> None:
+    """A body that is a JSON object holding at most `field` (feedback, a pause reason).
+
+    Raises:
+        RequestError: 422 naming the body or the unknown field.
+    """
+    if not isinstance(document, dict):
+        raise RequestError(
+            422, "invalid_body", f"expected {expected}, got {json_kind(document)}", "body"
+        )
+    for key in document:
+        if key != field:
+            raise RequestError(422, "unknown_field", f"unknown field: send `{field}`", str(key))
